@@ -1,0 +1,1 @@
+"""advaug: adversarial-attack-driven data augmentation for medical image segmentation."""

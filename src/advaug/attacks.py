@@ -1,0 +1,193 @@
+"""Gradient-sign attacks on segmentation models: pure tensor functions, no Lightning.
+
+``fgsm``      x + eps * sign(grad_x L)          (the paper's eq. 1: raises the loss)
+``inv_fgsm``  x - eps * sign(grad_x L)          (the paper's eq. 3, InvFGSM: lowers the loss)
+``pgd`` / ``inv_pgd``: the multi-step versions (step, project to the L-inf eps-ball, clamp).
+
+Images are in [0, 1]; ``eps`` is on that scale (the paper's 0.0012 / 0.0118 / 0.1176 are
+0.3 / 3 / 30 over 255) and may be a float or a per-sample tensor of shape (N,). Gradients are taken
+with respect to the input only (parameters' ``.grad`` stays untouched), with the model in eval mode
+by default, in fp32 (or bf16 on request) even inside an fp16 autocast region, and they work inside
+Lightning's evaluation loops (``inference_mode`` is lifted for the attack).
+
+The maths matches ``torchattacks.FGSM`` / ``torchattacks.PGD`` bit for bit (see tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from advaug.errors import ConfigError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+METHODS = ("fgsm", "inv_fgsm", "pgd", "inv_pgd")
+# +1 raises the loss (adversarial), -1 lowers it (the paper's "inverse", helpful noise)
+DIRECTION = {"fgsm": 1, "pgd": 1, "inv_fgsm": -1, "inv_pgd": -1}
+
+
+@dataclass
+class AttackResult:
+    """Perturbed images plus what the logs report about the attack."""
+
+    images: Tensor
+    zero_grad_fraction: float  # share of input pixels whose gradient was exactly 0 (last step)
+
+
+def check_eps(eps: float | Tensor, name: str = "eps") -> None:
+    """Refuse eps outside [0, 1] (the image scale) with a message saying so."""
+    values = eps if isinstance(eps, Tensor) else torch.tensor(float(eps))
+    if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+        raise ConfigError(
+            f"{name}={eps if not isinstance(eps, Tensor) else values.tolist()}: must lie in [0, 1], the image "
+            "scale (the paper uses 0.0012, 0.0118, 0.1176 = 0.3, 3, 30 over 255)."
+        )
+
+
+def sample_eps(
+    eps: float, n: int, sampling: str = "fixed", generator: torch.Generator | None = None, device=None
+) -> Tensor:
+    """Per-sample eps of shape (n,): ``fixed`` = eps everywhere; ``uniform`` = sigma ~ U(0, eps]."""
+    check_eps(eps)
+    if sampling == "fixed":
+        return torch.full((n,), float(eps), device=device)
+    if sampling == "uniform":
+        u = torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu")
+        return ((1.0 - u) * float(eps)).to(device)  # 1 - U[0,1) lies in (0, 1]
+    raise ConfigError(f"eps_sampling={sampling!r}: choose 'fixed' or 'uniform'.")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Put ``model`` in eval mode (BatchNorm/Dropout frozen) and restore each module's flag after."""
+    if not enabled:
+        yield
+        return
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def _autocast(x: Tensor, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":  # also switches off an enclosing fp16 autocast (gradients would underflow)
+        return torch.autocast(device_type=x.device.type, enabled=False)
+    if precision == "bf16":
+        return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+    raise ConfigError(
+        f"attack precision={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes small gradients to 0)."
+    )
+
+
+def _broadcast(eps: float | Tensor, x: Tensor) -> float | Tensor:
+    if isinstance(eps, Tensor) and eps.ndim > 0:
+        return eps.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+    return float(eps)
+
+
+def input_gradient(
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None, precision: str = "fp32"
+) -> Tensor:
+    """grad_x L(model(x), y) for the batch-mean loss; no parameter receives a gradient."""
+    loss_fn = loss_fn or F.cross_entropy
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)
+        y = y.detach().clone()
+        with _autocast(x, precision):
+            logits = model(x)
+        if logits.ndim == 4 and logits.shape[1] < 2:
+            raise ConfigError(
+                "the model has a single output channel: the cross-entropy gradient is identically zero, so "
+                "the attack would do nothing. Use 2 classes (background + foreground)."
+            )
+        loss = loss_fn(logits.float(), y)
+        (grad,) = torch.autograd.grad(loss, x, retain_graph=False, create_graph=False)
+    return grad.detach()
+
+
+def predicted_labels(model: nn.Module, x: Tensor, use_eval_mode: bool = True) -> Tensor:
+    """The model's own prediction (argmax), used as the label that leaks no ground truth."""
+    with eval_mode(model, use_eval_mode), torch.no_grad():
+        return model(x).argmax(1)
+
+
+def perturb(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float | Tensor,
+    method: str = "fgsm",
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    loss_fn: LossFn | None = None,
+    use_eval_mode: bool = True,
+    precision: str = "fp32",
+    clamp: tuple[float, float] = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> AttackResult:
+    """Run ``method`` (one of :data:`METHODS`) on a batch and report the zero-gradient share.
+
+    PGD: ``step_size`` defaults to 2.5 * eps / steps (Madry et al.); random start draws
+    U(-eps, eps) noise. ``eps`` may be a float or a per-sample (N,) tensor.
+    """
+    if method not in DIRECTION:
+        raise ConfigError(f"attack method={method!r}: choose one of {', '.join(METHODS)}.")
+    check_eps(eps)
+    sign = DIRECTION[method]
+    lo, hi = clamp
+    x = x.detach()
+    e = _broadcast(eps, x)
+    with eval_mode(model, use_eval_mode):
+        if method in ("fgsm", "inv_fgsm"):
+            grad = input_gradient(model, x, y, loss_fn, precision)
+            adv = torch.clamp(x + e * (sign * grad).sign(), min=lo, max=hi).detach()
+            return AttackResult(adv, float((grad == 0).float().mean()))
+        if steps < 1:
+            raise ConfigError(f"pgd steps={steps}: need at least 1.")
+        alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)
+        adv = x.clone()
+        if random_start:
+            noise = torch.rand(
+                x.shape, generator=generator, device=generator.device if generator else x.device
+            )
+            adv = torch.clamp(adv + (noise.to(x.device) * 2 - 1) * e, min=lo, max=hi)
+        for _ in range(steps):
+            grad = input_gradient(model, adv, y, loss_fn, precision)
+            adv = adv.detach() + alpha * (sign * grad).sign()
+            delta = (
+                torch.clamp(adv - x, min=-e, max=e)
+                if not isinstance(e, Tensor)
+                else torch.max(torch.min(adv - x, e), -e)
+            )
+            adv = torch.clamp(x + delta, min=lo, max=hi).detach()
+        return AttackResult(adv, float((grad == 0).float().mean()))
+
+
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+    """FGSM: ``clamp(x + eps * sign(grad_x L(model(x), y)), 0, 1)``."""
+    return perturb(model, x, y, eps, "fgsm", **kw).images
+
+
+def inv_fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+    """InvFGSM: ``clamp(x - eps * sign(grad_x L(model(x), y)), 0, 1)`` (moves toward lower loss)."""
+    return perturb(model, x, y, eps, "inv_fgsm", **kw).images
+
+
+def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+    """Projected gradient ascent on the loss within the L-inf eps-ball (multi-step FGSM)."""
+    return perturb(model, x, y, eps, "pgd", **kw).images
+
+
+def inv_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+    """Projected gradient descent on the loss within the L-inf eps-ball (multi-step InvFGSM)."""
+    return perturb(model, x, y, eps, "inv_pgd", **kw).images

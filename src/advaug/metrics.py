@@ -1,0 +1,44 @@
+"""Segmentation scores from torchmetrics, and their reduction into the numbers we report.
+
+- ``miou``: dataset-level IoU averaged over all classes *including background* (the paper's
+  "mean IoU", like Keras ``MeanIoU``; an empty prediction scores about 0.5 on binary data);
+- ``iou_fg`` / ``dice``: dataset-level IoU / Dice averaged over the foreground classes only;
+- ``miou_img``: torchmetrics ``MeanIoU`` averaged per image (empty unions skipped).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassJaccardIndex
+from torchmetrics.segmentation import DiceScore, MeanIoU
+
+REPORTED = ("miou", "iou_fg", "dice", "miou_img")
+
+
+def segmentation_metrics(num_classes: int) -> MetricCollection:
+    """A fresh collection; feed it ``(preds, target)`` as class-index tensors (N,H,W)."""
+    return MetricCollection(
+        {
+            "iou": MulticlassJaccardIndex(num_classes=num_classes, average="none"),
+            "dice": DiceScore(
+                num_classes=num_classes,
+                include_background=True,
+                average="none",
+                aggregation_level="global",
+                input_format="index",
+            ),
+            "miou_img": MeanIoU(num_classes=num_classes, include_background=True, input_format="index"),
+        }
+    )
+
+
+def summarize(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reduce the collection's per-class output to the reported scalars."""
+    iou, dice = raw["iou"].float(), raw["dice"].float()
+    return {
+        "miou": iou.mean(),
+        "iou_fg": iou[1:].mean(),
+        "dice": dice[1:].mean(),
+        "miou_img": raw["miou_img"].float().mean(),
+    }

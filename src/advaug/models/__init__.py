@@ -1,0 +1,5 @@
+"""The segmentation LightningModule."""
+
+from advaug.models.segmentation import SegmentationModule
+
+__all__ = ["SegmentationModule"]

@@ -1,0 +1,111 @@
+"""``SegmentationModule``: an smp network, CE (+ optional Dice) loss, torchmetrics per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advaug.errors import ConfigError, TrainingDivergedError
+from advaug.metrics import segmentation_metrics, summarize
+
+
+class SegmentationLoss(nn.Module):
+    """Cross-entropy (the paper's categorical CE) plus an optional multiclass Dice term."""
+
+    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 0.0) -> None:
+        super().__init__()
+        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight <= 0:
+            raise ConfigError(
+                f"loss weights ce={ce_weight}, dice={dice_weight}: need non-negative, not both 0."
+            )
+        self.ce_weight, self.dice_weight = float(ce_weight), float(dice_weight)
+        self.dice = smp.losses.DiceLoss(mode="multiclass", from_logits=True) if dice_weight > 0 else None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.ce_weight * F.cross_entropy(logits, target)
+        if self.dice is not None:
+            loss = loss + self.dice_weight * self.dice(logits, target)
+        return loss
+
+
+class SegmentationModule(L.LightningModule):
+    """Wraps any ``segmentation_models_pytorch`` model producing (N, C, H, W) logits.
+
+    ``optimizer`` / ``scheduler`` are Hydra partials (``_partial_: true``) taking the parameters
+    and the optimizer respectively; ``scheduler=None`` trains at a constant rate.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        loss: SegmentationLoss | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
+        if num_classes < 2:
+            raise ConfigError(
+                f"num_classes={num_classes}: a single output channel makes the CE gradient identically zero; "
+                "use 2 classes (background + foreground) for binary masks."
+            )
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.num_classes = int(num_classes)
+        self.criterion = loss if loss is not None else SegmentationLoss()
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.channels_last = channels_last
+        self.metrics = nn.ModuleDict({s: segmentation_metrics(num_classes) for s in ("val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
+                f"(batch {batch_idx}). Lower the learning rate (optim.optimizer.lr) or check the input data; "
+                "the last good checkpoint is kept in checkpoints/last.ckpt."
+            )
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        self.metrics[stage].update(logits.argmax(1), batch["mask"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False, batch_size=len(logits))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        scores = summarize(self.metrics[stage].compute())
+        self.metrics[stage].reset()
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=True)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

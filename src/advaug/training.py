@@ -1,0 +1,88 @@
+"""``train(cfg)``: the whole run, separate from the Hydra wrapper so tests can call it directly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advaug.callbacks.metrics_history import MetricsHistory
+from advaug.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_dict(node: DictConfig | None) -> list[Any]:
+    """Instantiate each named entry of a config dict (``callbacks``, ``logger``); skip nulls."""
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Instantiate datamodule, model and trainer (with callbacks and loggers) from the config."""
+    datamodule = instantiate(cfg.dataset)
+    model = instantiate(cfg.model)
+    callbacks = instantiate_dict(cfg.get("callbacks")) + instantiate_dict(cfg.aug.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def _history(trainer: L.Trainer) -> list[dict[str, float]]:
+    for cb in trainer.callbacks:
+        if isinstance(cb, MetricsHistory):
+            return sorted(cb.history, key=lambda r: r["epoch"])
+    return []
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, test the best checkpoint and write ``metrics.json`` into ``cfg.paths.output_dir``.
+
+    Returns the metrics dict that was written.
+    """
+    started = time.time()
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose API adds `hydra`
+    atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(run_cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule, model, trainer = build(cfg)
+    if cfg.get("validate_before_training", True) and not cfg.get("ckpt_path"):
+        trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    test: dict[str, float] = {}
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    if cfg.get("test", True):
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        test = {k: float(v) for k, v in results[0].items()} if results else {}
+
+    metrics = {
+        "status": "completed",
+        "task": cfg.get("task_name"),
+        "dataset": cfg.dataset.get("name"),
+        "aug": cfg.aug.get("name"),
+        "seed": cfg.seed,
+        "epochs": trainer.current_epoch,
+        "splits": {k: len(v) for k, v in getattr(datamodule, "ids", {}).items()},
+        "best_model_path": best,
+        "best_val_miou": float(checkpoint.best_model_score)
+        if checkpoint and checkpoint.best_model_score is not None
+        else None,
+        "test": test,
+        "history": _history(trainer),
+        "wall_time_s": time.time() - started,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(out / "metrics.json", metrics)
+        log.info("test: %s", "  ".join(f"{k}={v:.4f}" for k, v in test.items()))
+        log.info("outputs written to %s", out)
+    return metrics

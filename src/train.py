@@ -1,0 +1,32 @@
+"""Train a segmentation model: ``python src/train.py [group=choice ...] [key=value ...]``.
+
+Examples::
+
+    python src/train.py                                # UNet on the embedded synthetic phantoms
+    python src/train.py -m seed=0,1,2                  # a Hydra sweep
+    python src/train.py dataset=folder dataset.root=/path/to/data
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run without installing the package
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from advaug.cli import run_entry  # noqa: E402
+from advaug.training import train  # noqa: E402
+from advaug.utils.config import register_resolvers  # noqa: E402
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_entry(train, cfg)
+    return metrics["test"].get("test/miou")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny synthetic data and composed training configs (Hydra compose API)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from advaug.data.synthetic import SyntheticPhantomGenerator  # noqa: E402
+from advaug.utils.config import register_resolvers  # noqa: E402
+
+register_resolvers()
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def compose_config(overrides: list[str], tmp_path: Path, config_name: str = "train") -> DictConfig:
+    """Compose a config like ``python src/train.py <overrides>`` would, writing into tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+TINY = [
+    "dataset.image_size=32",
+    "dataset.generator.num_images=16",
+    "dataset.split={train: 0.5, val: 0.25, test: 0.25}",
+    "batch_size=4",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "model.net.decoder_channels=[32,16,16,8,8]",
+]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """Overrides for a seconds-long run on 16 synthetic 32x32 phantoms in tmp_path."""
+    return [f"paths.data_dir={tmp_path / 'data'}", *TINY]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path, tiny_overrides: list[str]) -> DictConfig:
+    return compose_config([*tiny_overrides, "trainer.max_epochs=1"], tmp_path)
+
+
+@pytest.fixture(scope="session")
+def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 synthetic phantoms at 32x32 in the on-disk format."""
+    return SyntheticPhantomGenerator(num_images=16, size=32, seed=0).ensure(
+        tmp_path_factory.mktemp("ph") / "syn"
+    )

@@ -1,0 +1,46 @@
+"""Every config choice composes, and the objects it describes can be built."""
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose_config
+from hydra.utils import instantiate
+
+GROUPS = ["dataset", "model", "optim", "aug", "trainer", "logger", "callbacks", "experiment"]
+
+
+def choices(group):
+    return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("group,choice", [(g, c) for g in GROUPS for c in choices(g)])
+def test_every_choice_composes(group, choice, tmp_path):
+    overrides = [f"{group}={choice}"]
+    if group == "dataset" and choice == "folder":
+        overrides.append(f"dataset.root={tmp_path}")
+    cfg = compose_config(overrides, tmp_path)
+    assert cfg.trainer._target_.endswith("Trainer")
+    assert cfg.model.net.classes == cfg.dataset.num_classes
+    assert Path(cfg.paths.root_dir) == ROOT
+
+
+def test_default_objects_instantiate(tmp_path):
+    cfg = compose_config([], tmp_path)
+    model = instantiate(cfg.model)
+    assert model.num_classes == 2
+    assert type(model.net).__name__ == "Unet"
+    dm = instantiate(cfg.dataset)
+    assert dm.image_size == 128 and dm.batch_size == cfg.batch_size
+
+
+def test_paper_optim_preset(tmp_path):
+    cfg = compose_config(["optim=paper"], tmp_path)
+    assert cfg.batch_size == 16 and cfg.dataset.batch_size == 16
+    opt = instantiate(cfg.optim.optimizer)(params=instantiate(cfg.model.net).parameters())
+    assert type(opt).__name__ == "SGD" and opt.defaults["lr"] == 0.1 and opt.defaults["momentum"] == 0.99
+
+
+def test_override_paths_follow_output_dir(tmp_path):
+    cfg = compose_config(["dataset=isbi2012"], tmp_path)
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
+    assert cfg.dataset.root.endswith("shared/datasets/isbi2012-em")

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from advaug.data import SegmentationDataModule
+from advaug.errors import DatasetError
+
+
+def make(root, **kw):
+    kw.setdefault("image_size", 32)
+    kw.setdefault("batch_size", 4)
+    dm = SegmentationDataModule(root=str(root), **kw)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_splits_shapes_and_dtypes(phantom_root):
+    dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
+    assert {k: len(v) for k, v in dm.ids.items()} == {"train": 8, "val": 4, "test": 4}
+    assert set(dm.ids["train"]).isdisjoint(dm.ids["test"])
+    images, masks = dm.data["train"]
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 32, 32)  # decoded once, cached
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].dtype == torch.float32 and batch["image"].shape == (4, 3, 32, 32)
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["mask"].dtype == torch.long and batch["mask"].shape == (4, 32, 32)
+    assert set(batch["mask"].unique().tolist()) <= {0, 1}
+    assert len(dm.val_dataloader().dataset) == 4 and len(dm.test_dataloader().dataset) == 4
+
+
+def test_split_is_independent_of_training_seed(phantom_root):
+    torch.manual_seed(0)
+    a = make(phantom_root).ids
+    torch.manual_seed(99)
+    assert make(phantom_root).ids == a
+
+
+def test_extra_pool_joins_train_set(phantom_root):
+    dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
+    images, masks = dm.train_images()
+    dm.set_extra(images[:3] * 0 + 0.25, masks[:3])
+    assert dm.num_extra == 3 and len(dm.train_dataloader().dataset) == 11
+    seen = torch.cat([b["image"] for b in dm.train_dataloader()])
+    assert int((seen == 0.25).flatten(1).all(1).sum()) == 3  # pool samples served as given (float)
+    state = dm.state_dict()
+    dm2 = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
+    dm2.load_state_dict(state)
+    assert dm2.num_extra == 3
+    dm.set_extra(None)
+    assert dm.num_extra == 0 and len(dm.train_dataloader().dataset) == 8
+    with pytest.raises(ValueError, match="do not match"):
+        dm.set_extra(images[:3], masks[:2])
+
+
+def test_transform_applied_jointly(phantom_root):
+    def flip(image, mask):
+        return {"image": image[:, ::-1], "mask": mask[:, ::-1]}
+
+    plain = make(phantom_root)
+    flipped = make(phantom_root, transform=flip)
+    a, b = plain.train_dataset()[0], flipped.train_dataset()[0]
+    assert torch.equal(a["image"].flip(-1), b["image"]) and torch.equal(a["mask"].flip(-1), b["mask"])
+
+
+def test_empty_split_and_bad_batch_size(phantom_root):
+    with pytest.raises(DatasetError, match="'val' split is empty"):
+        make(phantom_root, split={"train": 1.0, "val": 0.0, "test": 0.5})
+    with pytest.raises(DatasetError, match="batch_size=0"):
+        SegmentationDataModule(root=str(phantom_root), batch_size=0)
+
+
+def test_missing_prepared_dataset_says_how_to_prepare(tmp_path):
+    dm = SegmentationDataModule(root=str(tmp_path / "nope"), prepare_hint="Run: python src/prepare_data.py x")
+    with pytest.raises(DatasetError, match="prepare_data.py"):
+        dm.prepare_data()
+
+
+def test_real_isbi_images(tmp_path):
+    from conftest import SHARED
+
+    root = SHARED / "isbi2012-em"
+    if not root.is_dir():
+        pytest.skip("../shared/datasets/isbi2012-em not present")
+    dm = make(root, split={"train": 20, "val": 5, "test": 5}, split_seed=1234, image_size=64)
+    images, masks = dm.data["train"]
+    assert images.shape == (20, 3, 64, 64)
+    fg = masks.float().mean().item()
+    assert 0.6 < fg < 0.9  # cell interior (255) covers most pixels, membranes are class 0

@@ -1,0 +1,132 @@
+"""The on-disk format: pairing, decoding, mask conversion, splits, and errors naming the file."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advaug.data.folder import find_pairs, load_pairs, mask_to_ids, read_splits, seeded_split
+from advaug.errors import DatasetError
+
+
+def write_pair(root, name, image=None, mask=None, ext="png", mask_ext="png"):
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    image = np.full((20, 24), 100, np.uint8) if image is None else image
+    if mask is None:
+        mask = np.zeros(image.shape[:2], np.uint8)
+        mask[5:10, 5:12] = 255
+    Image.fromarray(image).save(root / "images" / f"{name}.{ext}")
+    Image.fromarray(mask).save(root / "masks" / f"{name}.{mask_ext}")
+
+
+def test_pairs_decode_to_uint8_three_channels(tmp_path):
+    write_pair(tmp_path, "a")
+    write_pair(tmp_path, "b", image=np.full((20, 24, 3), 7, np.uint8))  # RGB beside grayscale
+    pairs = find_pairs(tmp_path)
+    assert [p.id for p in pairs] == ["a", "b"]
+    images, masks = load_pairs(pairs, size=16, num_classes=2)
+    assert images.shape == (2, 3, 16, 16) and images.dtype.is_floating_point is False
+    assert masks.shape == (2, 16, 16)
+    assert set(masks.unique().tolist()) == {0, 1}
+    assert images[0, 0, 0, 0] == 100 and images[0, 2, 0, 0] == 100  # grey replicated
+    assert images[1, 1, 3, 3] == 7
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda r: None, "does not exist"),
+        (lambda r: (r / "images").mkdir(parents=True), "masks is missing"),
+        (lambda r: ((r / "images").mkdir(parents=True), (r / "masks").mkdir()), "holds no images"),
+    ],
+)
+def test_missing_folders(tmp_path, make, message):
+    root = tmp_path / "ds"
+    make(root)
+    with pytest.raises(DatasetError, match=message):
+        find_pairs(root)
+
+
+def test_image_without_mask_names_file(tmp_path):
+    write_pair(tmp_path, "a")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "images" / "lonely.png")
+    with pytest.raises(DatasetError, match=r"lonely\.png has no mask"):
+        find_pairs(tmp_path)
+
+
+def test_mask_without_image_names_file(tmp_path):
+    write_pair(tmp_path, "a")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / "orphan.png")
+    with pytest.raises(DatasetError, match=r"orphan\.png has no image"):
+        find_pairs(tmp_path)
+
+
+def test_non_image_file_is_named(tmp_path):
+    write_pair(tmp_path, "a")
+    (tmp_path / "images" / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match=r"notes\.txt: not an image"):
+        find_pairs(tmp_path)
+
+
+def test_corrupt_png_is_named(tmp_path):
+    write_pair(tmp_path, "a")
+    data = (tmp_path / "images" / "a.png").read_bytes()
+    (tmp_path / "images" / "a.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"a\.png: cannot decode"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+
+
+def test_size_mismatch_is_named(tmp_path):
+    write_pair(tmp_path, "a", mask=np.zeros((10, 10), np.uint8))
+    with pytest.raises(DatasetError, match=r"a\.png: mask is 10x10 but its image a\.png is 24x20"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+
+
+def test_mask_values_not_ids_nor_binary(tmp_path):
+    mask = np.zeros((20, 24), np.uint8)
+    mask[0, 0] = 128
+    write_pair(tmp_path, "a", mask=mask)
+    with pytest.raises(DatasetError, match=r"mask values \{0, 128\}.*mask_threshold=128"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+
+
+def test_threshold_handles_lossy_masks():
+    raw = np.array([[0, 3, 127], [128, 250, 255]], np.uint8)
+    assert mask_to_ids(raw, None, 2, 128).tolist() == [[0, 0, 0], [1, 1, 1]]
+
+
+def test_class_id_masks_kept_and_out_of_range_refused(tmp_path):
+    raw = np.array([[0, 1], [2, 2]], np.uint8)
+    assert mask_to_ids(raw, None, 3, None).tolist() == raw.tolist()
+    with pytest.raises(DatasetError, match="dataset.num_classes"):
+        mask_to_ids(raw + 1, tmp_path / "m.png", 3, None)
+
+
+def test_seeded_split_is_deterministic_disjoint_and_complete():
+    ids = [f"{i:03d}" for i in range(50)]
+    a = seeded_split(ids, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=3)
+    b = seeded_split(ids, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=3)
+    c = seeded_split(ids, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=4)
+    assert a == b and a != c
+    assert [len(a[s]) for s in ("train", "val", "test")] == [34, 8, 8]  # 7.5 rounds to 8
+    assert sorted(a["train"] + a["val"] + a["test"]) == ids
+    # counts work as ratios too (20/5/5 of 30)
+    d = seeded_split(ids[:30], {"train": 20, "val": 5, "test": 5}, seed=0)
+    assert [len(d[s]) for s in ("train", "val", "test")] == [20, 5, 5]
+
+
+def test_splits_json_checked(tmp_path):
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": ["a"], "val": ["b"], "test": ["c"]}))
+    assert read_splits(path, ["a", "b", "c"])["val"] == ["b"]
+    path.write_text(json.dumps({"train": ["a"], "val": ["a"], "test": ["c"]}))
+    with pytest.raises(DatasetError, match="both 'train' and 'val'"):
+        read_splits(path, ["a", "b", "c"])
+    path.write_text(json.dumps({"train": ["zz"], "val": ["b"], "test": ["c"]}))
+    with pytest.raises(DatasetError, match="'zz'"):
+        read_splits(path, ["a", "b", "c"])
+    path.write_text("{broken")
+    with pytest.raises(DatasetError, match="cannot read splits"):
+        read_splits(path, ["a"])

@@ -1,0 +1,21 @@
+import json
+import math
+
+import pytest
+import torch
+
+from advaug.utils.io import atomic_write_json, read_json
+
+
+def test_atomic_json_roundtrip_converts_tensors_and_nan(tmp_path):
+    path = atomic_write_json(tmp_path / "sub" / "m.json", {"a": torch.tensor(0.5), "b": [math.nan, 1.0]})
+    assert read_json(path) == {"a": 0.5, "b": [None, 1.0]}
+    assert [p.name for p in path.parent.iterdir()] == ["m.json"]  # no temp file left
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path):
+    path = atomic_write_json(tmp_path / "m.json", {"v": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"v": object()})
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]

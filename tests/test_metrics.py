@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from advaug.metrics import segmentation_metrics, summarize
+
+
+def test_scores_match_hand_computed_example():
+    # 2 images 2x2, binary. Image 1: pred fg at 2 px, target fg at 1 of them + 1 other.
+    preds = torch.tensor([[[1, 1], [0, 0]], [[0, 0], [0, 0]]])
+    target = torch.tensor([[[1, 0], [1, 0]], [[0, 0], [0, 0]]])
+    m = segmentation_metrics(2)
+    m.update(preds, target)
+    s = summarize(m.compute())
+    # pooled: fg TP=1 FP=1 FN=1 -> IoU 1/3, Dice 2/4; bg TP=5 FP=1 FN=1 -> IoU 5/7
+    assert s["iou_fg"].item() == pytest.approx(1 / 3)
+    assert s["dice"].item() == pytest.approx(0.5)
+    assert s["miou"].item() == pytest.approx((1 / 3 + 5 / 7) / 2)
+    # per image: image 1 has bg IoU 1/3 and fg IoU 1/3; image 2 has bg IoU 1 and no fg anywhere
+    # (empty union, skipped): the mean over the valid (image, class) scores is (1/3 + 1/3 + 1) / 3
+    assert s["miou_img"].item() == pytest.approx(5 / 9)
+
+
+def test_index_masks_are_not_misread_as_one_hot():
+    # An all-background prediction of a binary mask scores ~0.5 mIoU, not a broken value.
+    target = torch.zeros(4, 16, 16, dtype=torch.long)
+    target[:, :4, :4] = 1
+    m = segmentation_metrics(2)
+    m.update(torch.zeros_like(target), target)
+    s = summarize(m.compute())
+    assert s["iou_fg"].item() == 0.0
+    assert s["miou"].item() == pytest.approx((240 / 256) / 2)
+
+
+def test_multiclass_foreground_mean():
+    target = torch.tensor([[[0, 1], [2, 2]]])
+    m = segmentation_metrics(3)
+    m.update(target.clone(), target)
+    s = summarize(m.compute())
+    assert s["miou"].item() == pytest.approx(1.0)
+    assert s["iou_fg"].item() == pytest.approx(1.0)

@@ -1,0 +1,38 @@
+import json
+
+import numpy as np
+from PIL import Image
+
+from advaug.data.synthetic import SyntheticPhantomGenerator, phantom
+
+
+def test_phantom_is_seeded_and_binary():
+    a_img, a_mask = phantom(np.random.default_rng(5), 64)
+    b_img, b_mask = phantom(np.random.default_rng(5), 64)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_mask, b_mask)
+    assert a_img.dtype == np.uint8 and a_img.shape == (64, 64)
+    assert set(np.unique(a_mask)) <= {0, 1}
+
+
+def test_lesions_vary_and_some_slices_are_empty():
+    rng = np.random.default_rng(0)
+    fractions = [phantom(rng, 64)[1].mean() for _ in range(60)]
+    assert 0 < sum(f == 0 for f in fractions) < 20  # ~10 % tumour-free slices
+    nonzero = [f for f in fractions if f > 0]
+    assert max(nonzero) > 3 * min(nonzero)  # sizes vary widely
+
+
+def test_ensure_writes_on_disk_format_once(tmp_path):
+    gen = SyntheticPhantomGenerator(num_images=5, size=32, seed=1)
+    root = gen.ensure(tmp_path / "syn")
+    assert sorted(p.name for p in (root / "images").iterdir()) == [f"phantom_{i:04d}.png" for i in range(5)]
+    mask = np.asarray(Image.open(root / "masks" / "phantom_0000.png"))
+    assert set(np.unique(mask)) <= {0, 255}
+    info = json.loads((root / "dataset.json").read_text())
+    assert "SYNTHETIC" in info["description"] and info["count"] == 5
+    stamp = (root / "images" / "phantom_0000.png").stat().st_mtime_ns
+    gen.ensure(root)  # same settings: nothing rewritten
+    assert (root / "images" / "phantom_0000.png").stat().st_mtime_ns == stamp
+    SyntheticPhantomGenerator(num_images=4, size=32, seed=1).ensure(root)  # new settings: regenerated
+    assert len(list((root / "images").iterdir())) == 4
+    assert not (tmp_path / "syn.tmp").exists()

@@ -1,0 +1,100 @@
+"""End-to-end: train(cfg) on tiny synthetic data, and src/train.py as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, compose_config
+
+from advaug.training import train
+
+
+def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
+    metrics = train(tiny_cfg)
+    out = tmp_path / "run"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["status"] == "completed" and written["test"] == metrics["test"]
+    assert [r["epoch"] for r in written["history"]] == [0, 1]  # validated before training
+    assert {"val/miou", "val/iou_fg", "val/dice", "val/miou_img"} <= set(written["history"][0])
+    assert 0.0 <= written["test"]["test/miou"] <= 1.0
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "csv" / "metrics.csv").is_file()
+    assert (out / "config_resolved.yaml").is_file()
+    assert written["splits"] == {"train": 8, "val": 4, "test": 4}
+
+
+def test_training_reduces_loss(tmp_path, tiny_overrides):
+    cfg = compose_config(
+        [*tiny_overrides, "trainer.max_epochs=3", "dataset.generator.num_images=24", "test=false"], tmp_path
+    )
+    history = train(cfg)["history"]
+    losses = [r["train/loss"] for r in history if "train/loss" in r]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert history[-1]["val/loss"] < history[0]["val/loss"]
+    assert all(r["train/img_per_s"] > 0 for r in history[1:])
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_overrides):
+    runs = []
+    for name in ("a", "b"):
+        cfg = compose_config(
+            [*tiny_overrides, "trainer.max_epochs=1", "trainer.deterministic=true"], tmp_path / name
+        )
+        runs.append(train(cfg))
+    assert runs[0]["test"] == runs[1]["test"]
+    assert runs[0]["history"][-1]["val/loss"] == runs[1]["history"][-1]["val/loss"]
+
+
+def run_script(args, cwd, timeout=300):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def script_overrides(tmp_path):
+    from conftest import TINY
+
+    return [
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        *TINY,
+        "trainer.max_epochs=1",
+    ]
+
+
+def test_script_runs_with_overrides(tmp_path):
+    proc = run_script(script_overrides(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 1
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["dataset"] == "synthetic" and metrics["epochs"] == 1
+    assert (runs[0] / ".hydra" / "config.yaml").is_file()
+    log = proc.stdout + proc.stderr
+    assert "epoch 1" in log and "outputs written to" in log
+
+
+def test_script_bad_dataset_folder_is_one_clear_error(tmp_path):
+    overrides = [o for o in script_overrides(tmp_path) if "generator" not in o]
+    proc = run_script(["dataset=folder", f"dataset.root={tmp_path / 'missing'}", *overrides], tmp_path)
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_multirun_two_seeds(tmp_path):
+    proc = run_script(["-m", "seed=0,1", *script_overrides(tmp_path)], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (sweep,) = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").is_file())
+    assert len(jobs) == 2
+    seeds = sorted(json.loads((j / "metrics.json").read_text())["seed"] for j in jobs)
+    assert seeds == [0, 1]
