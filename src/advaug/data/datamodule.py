@@ -1,0 +1,177 @@
+"""``SegmentationDataModule``: a folder in the on-disk format, validated and decoded once, split,
+and served as clean (optionally transformed) samples plus an extra-sample pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from advaug.data.datasets import CleanPairs, ExtraPool
+from advaug.data.folder import SPLITS, find_pairs, load_pairs, read_splits, seeded_split
+from advaug.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Images and masks from ``root`` resized to ``image_size``, cached in memory as uint8.
+
+    Splits come from ``root/splits.json`` when present, else from a shuffle seeded by
+    ``split_seed`` cut by ``split`` ratios (the split seed is separate from the training seed so
+    that all runs of a sweep see the same test set).
+
+    The train set is ``clean ∪ pool``: the pool is filled from outside (adversarial callback,
+    GAN sampler) through :meth:`set_extra`; the train loader is rebuilt each epoch, so a new pool
+    takes effect at the next epoch.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 128,
+        num_classes: int = 2,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        split: dict[str, float] | None = None,
+        split_seed: int = 0,
+        splits_file: str = "splits.json",
+        mask_threshold: int | None = None,
+        transform: Callable | None = None,
+        generator: Any | None = None,
+        pin_memory: bool = False,
+        name: str = "folder",
+        prepare_hint: str | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DatasetError(f"batch_size={batch_size}: must be at least 1 (set batch_size=8, say).")
+        if num_classes < 2:
+            raise DatasetError(f"dataset.num_classes={num_classes}: need background plus at least one class.")
+        self.root = Path(root)
+        self.image_size, self.num_classes = int(image_size), int(num_classes)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
+        self.split_seed, self.splits_file = int(split_seed), splits_file
+        self.mask_threshold, self.transform = mask_threshold, transform
+        self.generator, self.name, self.prepare_hint = generator, name, prepare_hint
+        self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.ids: dict[str, list[str]] = {}
+        self._pool: ExtraPool | None = None
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the embedded synthetic set on first use; check that real data is there."""
+        if self.generator is not None:
+            self.generator.ensure(self.root)
+        elif not self.root.is_dir() and self.prepare_hint:
+            raise DatasetError(f"dataset folder {self.root} does not exist. {self.prepare_hint}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        pairs = find_pairs(self.root)
+        by_id = {p.id: p for p in pairs}
+        splits_path = self.root / self.splits_file
+        if splits_path.is_file():
+            self.ids = read_splits(splits_path, list(by_id))
+        else:
+            self.ids = seeded_split(list(by_id), self.split, self.split_seed)
+        for name in SPLITS:
+            if not self.ids[name]:
+                raise DatasetError(
+                    f"{self.root}: the '{name}' split is empty ({len(pairs)} pairs, split={self.split}). "
+                    "Add images or change dataset.split ratios / splits.json."
+                )
+            self.data[name] = load_pairs(
+                [by_id[i] for i in self.ids[name]], self.image_size, self.num_classes, self.mask_threshold
+            )
+        log.info(
+            "dataset %s at %s: %s",
+            self.name,
+            self.root,
+            ", ".join(f"{n}={len(self.ids[n])}" for n in SPLITS),
+        )
+
+    # -- extra-sample pool -----------------------------------------------------------------
+    def set_extra(self, images: torch.Tensor | None, masks: torch.Tensor | None = None) -> None:
+        """Replace the extra-sample pool (float images in [0,1], (N,3,H,W); masks (N,H,W)).
+
+        ``None`` empties it. Takes effect when the train loader is next built.
+        """
+        if images is None:
+            self._pool = None
+            return
+        if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
+            raise ValueError(f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match")
+        self._pool = ExtraPool(images.detach().float().cpu().contiguous(), masks.detach().long().cpu().contiguous())
+
+    @property
+    def num_extra(self) -> int:
+        """Number of samples in the extra pool."""
+        return 0 if self._pool is None else len(self._pool)
+
+    def extra_state(self) -> dict[str, torch.Tensor] | None:
+        """The pool as tensors (for checkpointing), or None."""
+        return None if self._pool is None else {"images": self._pool.images, "masks": self._pool.masks}
+
+    def train_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clean training split: float images in [0,1] (N,3,H,W) and long masks (N,H,W)."""
+        images, masks = self.data["train"]
+        return images.float().div(255.0), masks.long()
+
+    # -- loaders ---------------------------------------------------------------------------
+    def train_dataset(self) -> Dataset:
+        images, masks = self.data["train"]
+        clean = CleanPairs(images, masks, self.transform)
+        return clean if self._pool is None else ConcatDataset([clean, self._pool])
+
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: Sampler | None = None
+    ) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset(), True, self.batch_size)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = CleanPairs(*self.data[split])
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            # DDP: every sample exactly once over all ranks (Lightning's default sampler would pad
+            # uneven shards with repeats and bias the dataset-level metrics)
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return self._loader(dataset, False, self.eval_batch_size, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    # -- checkpoint state: the pool travels with the checkpoint --------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"extra": self.extra_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        extra = state_dict.get("extra")
+        self.set_extra(None if extra is None else extra["images"], None if extra is None else extra["masks"])

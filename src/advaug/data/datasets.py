@@ -1,0 +1,49 @@
+"""Torch datasets over in-memory tensors: clean pairs (with an optional on-the-fly transform)
+and the extra-sample pool (adversarial or GAN samples, stored as float so small eps survive)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class CleanPairs(Dataset):
+    """uint8 images (N,3,H,W) and masks (N,H,W) -> float image in [0,1], long mask.
+
+    ``transform`` is an albumentations-style callable ``t(image=HWC uint8, mask=HW) -> dict``
+    applied jointly to image and mask (one random draw for both).
+    """
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, transform: Callable | None = None) -> None:
+        if images.dtype != torch.uint8 or masks.dtype != torch.uint8:
+            raise TypeError("CleanPairs expects uint8 tensors")
+        self.images, self.masks, self.transform = images, masks, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            out = self.transform(image=image.permute(1, 2, 0).numpy(), mask=mask.numpy())
+            image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
+            mask = torch.from_numpy(np.ascontiguousarray(out["mask"]))
+        return {"image": image.float().div_(255.0), "mask": mask.long(), "index": torch.tensor(index)}
+
+
+class ExtraPool(Dataset):
+    """Extra training samples given as float images in [0,1] (N,3,H,W) and masks (N,H,W)."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor) -> None:
+        if len(images) != len(masks):
+            raise ValueError(f"pool has {len(images)} images but {len(masks)} masks")
+        self.images, self.masks = images, masks
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[index], "mask": self.masks[index], "index": torch.tensor(-1 - index)}

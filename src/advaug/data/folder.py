@@ -1,0 +1,190 @@
+"""The on-disk format: ``<root>/images/<id>.<ext>`` + ``<root>/masks/<id>.<ext>`` (+ ``splits.json``).
+
+Everything is checked at the door with errors that name the file and the fix, then decoded once
+into uint8 tensors: images (N, 3, S, S), masks (N, S, S) holding class ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from advaug.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Pair:
+    """One image and its mask, matched by file stem."""
+
+    id: str
+    image: Path
+    mask: Path
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DatasetError(
+                f"{path}: not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)}). "
+                "Move it out of the dataset folder."
+            )
+        if path.stem in files:
+            raise DatasetError(f"{path}: two files share the id '{path.stem}' ({files[path.stem].name}). Keep one.")
+        files[path.stem] = path
+    return files
+
+
+def find_pairs(root: str | Path) -> list[Pair]:
+    """List the (image, mask) pairs of a dataset folder, sorted by id; raise on any mismatch."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset folder {root} does not exist. Set dataset.root=<folder with images/ and masks/> "
+            "or prepare it first (see README, 'Your own data')."
+        )
+    for sub in ("images", "masks"):
+        if not (root / sub).is_dir():
+            raise DatasetError(f"{root / sub} is missing: a dataset folder needs images/ and masks/ side by side.")
+    images, masks = _index(root / "images"), _index(root / "masks")
+    if not images:
+        raise DatasetError(f"{root / 'images'} holds no images.")
+    lonely_images = sorted(set(images) - set(masks))
+    lonely_masks = sorted(set(masks) - set(images))
+    if lonely_images:
+        raise DatasetError(
+            f"{images[lonely_images[0]]} has no mask in {root / 'masks'} "
+            f"({len(lonely_images)} image(s) without mask). Add masks/<id>.png or remove the image."
+        )
+    if lonely_masks:
+        raise DatasetError(
+            f"{masks[lonely_masks[0]]} has no image in {root / 'images'} "
+            f"({len(lonely_masks)} mask(s) without image). Add the image or remove the mask."
+        )
+    return [Pair(i, images[i], masks[i]) for i in sorted(images)]
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DatasetError(f"{path}: cannot decode the image ({exc}). Replace or remove the file.") from exc
+    return img
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels."""
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8))
+    img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | None) -> np.ndarray:
+    """Map raw mask pixels to class ids; accept ids 0..C-1, or {0,255} when binary.
+
+    ``threshold`` (binary only) maps pixels >= threshold to 1, for lossy (JPEG) masks.
+    """
+    if raw.ndim == 3:  # RGB(A) masks: use the first channel, they are grey in practice
+        raw = raw[..., 0]
+    if num_classes == 2 and threshold is not None:
+        return (raw >= threshold).astype(np.uint8)
+    values = np.unique(raw)
+    if values.max(initial=0) < num_classes:
+        return raw.astype(np.uint8)
+    if num_classes == 2 and set(values.tolist()) <= {0, 255}:
+        return (raw == 255).astype(np.uint8)
+    shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+    fix = (
+        "For lossy (JPEG) binary masks set dataset.mask_threshold=128."
+        if num_classes == 2
+        else f"Masks must hold class ids 0..{num_classes - 1}; set dataset.num_classes to match."
+    )
+    raise DatasetError(
+        f"{path}: mask values {{{shown}}} are neither class ids 0..{num_classes - 1} nor {{0,255}}. {fix}"
+    )
+
+
+def load_mask(path: Path, image_path: Path, size: int, num_classes: int, threshold: int | None) -> np.ndarray:
+    """Decode a mask to class ids (size, size) uint8, checking its size against the image's."""
+    img = _open(path)
+    with Image.open(image_path) as ref:
+        ref_size = ref.size
+    if img.size != ref_size:
+        raise DatasetError(
+            f"{path}: mask is {img.size[0]}x{img.size[1]} but its image {image_path.name} is "
+            f"{ref_size[0]}x{ref_size[1]}. Image and mask must have the same size."
+        )
+    ids = mask_to_ids(np.asarray(img), path, num_classes, threshold)
+    return np.asarray(Image.fromarray(ids).resize((size, size), Image.NEAREST), dtype=np.uint8)
+
+
+def load_pairs(
+    pairs: Sequence[Pair], size: int, num_classes: int, threshold: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode pairs into uint8 tensors: images (N, 3, size, size), masks (N, size, size)."""
+    images = np.empty((len(pairs), 3, size, size), dtype=np.uint8)
+    masks = np.empty((len(pairs), size, size), dtype=np.uint8)
+    for i, pair in enumerate(pairs):
+        images[i] = load_image(pair.image, size)
+        masks[i] = load_mask(pair.mask, pair.image, size, num_classes, threshold)
+    return torch.from_numpy(images), torch.from_numpy(masks)
+
+
+def read_splits(path: Path, ids: Sequence[str]) -> dict[str, list[str]]:
+    """Read ``splits.json`` ({"train": [...], "val": [...], "test": [...]}) and check its ids."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read splits ({exc}). Fix the JSON or delete the file.") from exc
+    known = set(ids)
+    splits = {}
+    for name in SPLITS:
+        if name not in data:
+            raise DatasetError(f"{path}: no '{name}' list. It needs train, val and test id lists.")
+        unknown = [i for i in data[name] if i not in known]
+        if unknown:
+            raise DatasetError(f"{path}: '{name}' names id '{unknown[0]}' that has no image/mask pair.")
+        splits[name] = list(data[name])
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        for i in splits[name]:
+            if i in seen:
+                raise DatasetError(f"{path}: id '{i}' is in both '{seen[i]}' and '{name}'. Splits must not overlap.")
+            seen[i] = name
+    return splits
+
+
+def seeded_split(ids: Sequence[str], ratios: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """Shuffle ids with ``seed`` and cut them by ``ratios`` (train/val/test, normalised to sum 1)."""
+    missing = [s for s in SPLITS if s not in ratios]
+    if missing or any(float(ratios[s]) < 0 for s in SPLITS) or sum(float(ratios[s]) for s in SPLITS) <= 0:
+        raise DatasetError(f"dataset.split={dict(ratios)} must give non-negative train/val/test ratios.")
+    total = sum(float(ratios[s]) for s in SPLITS)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n = len(ids)
+    n_val = int(round(n * float(ratios["val"]) / total))
+    n_test = int(round(n * float(ratios["test"]) / total))
+    n_train = n - n_val - n_test
+    shuffled = [ids[k] for k in order]
+    return {
+        "train": sorted(shuffled[:n_train]),
+        "val": sorted(shuffled[n_train : n_train + n_val]),
+        "test": sorted(shuffled[n_train + n_val :]),
+    }
