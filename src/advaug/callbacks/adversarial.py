@@ -1,0 +1,431 @@
+"""``AdversarialAugmentation``: fill the DataModule's extra-sample pool with FGSM / InvFGSM / PGD
+copies of the training set made from the *current* weights (the paper's sections 2, 3.2, 3.3).
+
+Two modes:
+
+``regenerate`` (the paper)
+    Every ``every_n_epochs`` epochs from ``start_epoch``, attack a seeded ``fraction`` of the clean
+    training set in batches of ``attack_batch_size`` with the unwrapped LightningModule and hand the
+    result to ``datamodule.set_extra``. Lightning rebuilds the train loader *before*
+    ``on_train_epoch_start``, so the pool for epoch ``e + 1`` is made in ``on_train_epoch_end`` of
+    epoch ``e`` and the pool for the first epoch in ``on_fit_start`` (the last hook before the fit
+    loop builds its first train loader). With DDP each rank attacks ``chosen[rank::world_size]``
+    and the shards are all-gathered, so every rank holds the same pool.
+
+``free`` ("adversarial training for free", Shafahi et al. 2019)
+    The batch image gets ``requires_grad`` in ``on_train_batch_start``; the ordinary training
+    backward then leaves ``grad_x L`` on it, and ``on_train_batch_end`` turns it into
+    ``x ± eps * sign(grad)`` at almost no cost. The copies collected during epoch ``e`` become
+    the pool of epoch ``e + 1``. Staleness: each copy uses the gradient of the weights *before*
+    that batch's optimizer step, and is trained on up to one epoch (one pass of updates) later;
+    the gradient is taken in train mode (BatchNorm batch statistics) with the training loss and
+    true labels. Single-step methods only.
+
+The callback's own state (which epoch the pool was made for, where to resume, its log) is in
+``state_dict``; random draws are seeded by ``(seed, epoch)`` so a resumed run draws the same. The
+pool itself travels in the DataModule's ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+
+from advaug.attacks import DIRECTION, check_eps, eval_mode, perturb, predicted_labels, sample_eps
+from advaug.errors import ConfigError
+from advaug.figures import adversarial_grid
+
+log = logging.getLogger(__name__)
+
+# config spelling -> attacks.py name
+METHODS = {
+    "fgsm": "fgsm",
+    "invfgsm": "inv_fgsm",
+    "inv_fgsm": "inv_fgsm",
+    "pgd": "pgd",
+    "invpgd": "inv_pgd",
+    "inv_pgd": "inv_pgd",
+}
+MODES = ("regenerate", "free")
+LABELS = ("true", "pred")
+
+
+def is_scheduled(epoch: int, start_epoch: int, every_n_epochs: int) -> bool:
+    """Whether the pool used in ``epoch`` is a fresh one (``start_epoch``, then every n epochs)."""
+    return epoch >= start_epoch and (epoch - start_epoch) % every_n_epochs == 0
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def choose_indices(n: int, fraction: float, seed: int, epoch: int) -> Tensor:
+    """Sorted indices of the ``round(fraction * n)`` (at least 1) training samples to attack."""
+    k = max(1, round(fraction * n))
+    return torch.randperm(n, generator=_generator(seed, epoch))[:k].sort().values
+
+
+def gather_rows(trainer: L.Trainer, tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` (rows may differ in number per rank) from all ranks, in rank order."""
+    if trainer.world_size == 1:
+        return tensor
+    strategy = trainer.strategy
+    sizes = strategy.all_gather(torch.tensor([len(tensor)], device=tensor.device)).view(-1)
+    padded = tensor.new_zeros((int(sizes.max()), *tensor.shape[1:]))
+    padded[: len(tensor)] = tensor
+    gathered = strategy.all_gather(padded)  # (world, max_rows, ...)
+    return torch.cat([gathered[r, : int(sizes[r])] for r in range(trainer.world_size)])
+
+
+class AdversarialAugmentation(L.Callback):
+    """Adds adversarial (``fgsm``, ``pgd``) or helpful (``invfgsm``, ``invpgd``) copies of the
+    training images, made from the current model, to the train set (see the module docstring).
+
+    Args:
+        method: ``fgsm`` | ``invfgsm`` | ``pgd`` | ``invpgd`` (``inv_fgsm`` / ``inv_pgd`` also work).
+        eps: perturbation size on the [0, 1] image scale (paper default 0.1).
+        eps_sampling: ``fixed`` (eps for every sample) or ``uniform`` (sigma ~ U(0, eps], paper eq. 2/4).
+        labels: ``true`` (ground-truth mask, the paper) or ``pred`` (the model's prediction).
+        every_n_epochs, start_epoch: which epochs train on a fresh pool.
+        fraction: share of the clean training set that is attacked, in (0, 1].
+        mode: ``regenerate`` or ``free``.
+        attack_batch_size: batch size of the attack forward/backward passes (``regenerate``).
+        steps, step_size, random_start: PGD settings (ignored by the single-step methods).
+        use_eval_mode: attack with BatchNorm/Dropout in eval mode (``regenerate``).
+        precision: ``fp32`` or ``bf16`` for the attack's forward/backward.
+        seed: seeds the choice of samples and the eps draws (with the epoch).
+        loss_stats_samples: how many attacked samples the logged loss change is measured on.
+        figure_samples: rows of the PNG grid written per regeneration (0 = no figure).
+    """
+
+    def __init__(
+        self,
+        method: str = "fgsm",
+        eps: float = 0.1,
+        eps_sampling: str = "uniform",
+        labels: str | bool = "true",
+        every_n_epochs: int = 1,
+        start_epoch: int = 0,
+        fraction: float = 1.0,
+        mode: str = "regenerate",
+        attack_batch_size: int = 32,
+        steps: int = 10,
+        step_size: float | None = None,
+        random_start: bool = True,
+        use_eval_mode: bool = True,
+        precision: str = "fp32",
+        seed: int = 0,
+        loss_stats_samples: int = 16,
+        figure_samples: int = 4,
+    ) -> None:
+        if str(method).lower() not in METHODS:
+            raise ConfigError(f"aug.method={method!r}: choose one of fgsm, invfgsm, pgd, invpgd.")
+        check_eps(eps, "aug.eps")
+        if eps_sampling not in ("fixed", "uniform"):
+            raise ConfigError(f"aug.eps_sampling={eps_sampling!r}: choose 'fixed' or 'uniform'.")
+        labels = "true" if labels is True else str(labels).lower()  # YAML reads `true` as a bool
+        if labels not in LABELS:
+            raise ConfigError(f"aug.labels={labels!r}: choose 'true' (ground truth) or 'pred' (prediction).")
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ConfigError(
+                f"aug.fraction={fraction}: must lie in (0, 1] (1.0 attacks the whole train set)."
+            )
+        if mode not in MODES:
+            raise ConfigError(f"aug.mode={mode!r}: choose 'regenerate' or 'free'.")
+        if int(every_n_epochs) < 1 or int(start_epoch) < 0:
+            raise ConfigError(
+                f"aug.every_n_epochs={every_n_epochs}, aug.start_epoch={start_epoch}: need >= 1 and >= 0."
+            )
+        if int(attack_batch_size) < 1:
+            raise ConfigError(f"aug.attack_batch_size={attack_batch_size}: must be at least 1.")
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(
+                f"aug.precision={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes gradients)."
+            )
+        self.method = METHODS[str(method).lower()]
+        if mode == "free" and self.method not in ("fgsm", "inv_fgsm"):
+            raise ConfigError(
+                f"aug.mode=free with aug.method={method}: free mode reuses the one training gradient, "
+                "so it supports the single-step methods fgsm and invfgsm only."
+            )
+        if mode == "free" and labels != "true":
+            raise ConfigError("aug.mode=free with aug.labels=pred: the training backward uses the true mask.")
+        self.eps, self.eps_sampling, self.labels = float(eps), eps_sampling, labels
+        self.every_n_epochs, self.start_epoch = int(every_n_epochs), int(start_epoch)
+        self.fraction, self.mode = float(fraction), mode
+        self.attack_batch_size, self.steps, self.step_size = int(attack_batch_size), int(steps), step_size
+        self.random_start, self.use_eval_mode, self.precision = (
+            bool(random_start),
+            bool(use_eval_mode),
+            precision,
+        )
+        self.seed, self.loss_stats_samples = int(seed), int(loss_stats_samples)
+        self.figure_samples = int(figure_samples)
+        # state (checkpointed)
+        self.pool_epoch: int | None = None  # epoch whose training used the current pool first
+        self.next_epoch = 0  # the epoch a resumed run starts with
+        self.history: list[dict[str, float]] = []
+        self._restored = False
+        # free-mode buffer of the epoch in progress (not checkpointed: see docs/adversarial.md)
+        self._collecting = False
+        self._chosen: Tensor | None = None
+        self._buffer: dict[str, list[Tensor]] = {}
+        self._eps_gen: torch.Generator | None = None
+        self._free_seconds = 0.0
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(method=self.method, mode=self.mode)
+
+    # -- checks ----------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        dm = trainer.datamodule
+        if dm is None or not (hasattr(dm, "set_extra") and hasattr(dm, "train_images")):
+            raise ConfigError(
+                "AdversarialAugmentation needs a DataModule with set_extra() and train_images() "
+                "(advaug.data.SegmentationDataModule); pass it as trainer.fit(model, datamodule=...)."
+            )
+        if trainer.reload_dataloaders_every_n_epochs != 1:
+            raise ConfigError(
+                f"trainer.reload_dataloaders_every_n_epochs={trainer.reload_dataloaders_every_n_epochs}: "
+                "the adversarial pool changes between epochs, set it to 1."
+            )
+
+    @staticmethod
+    def _check_model(pl_module: L.LightningModule, image: Tensor) -> None:
+        with torch.no_grad(), eval_mode(pl_module):
+            logits = pl_module(image.to(pl_module.device))
+        if logits.ndim != 4 or logits.shape[1] < 2:
+            raise ConfigError(
+                f"the model outputs {tuple(logits.shape)}: a single output channel makes the cross-entropy "
+                "input gradient identically zero, so the attack would do nothing. Use 2 classes "
+                "(background + foreground), e.g. dataset.num_classes=2."
+            )
+
+    def _last_epoch(self, trainer: L.Trainer, epoch: int) -> bool:
+        return trainer.should_stop or (trainer.max_epochs is not None and 0 <= trainer.max_epochs <= epoch)
+
+    # -- regenerate mode -------------------------------------------------------------------
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        images, _ = trainer.datamodule.train_images()
+        self._check_model(pl_module, images[:1])
+        # A resumed run restores the pool before this hook, but the loops' epoch only after it.
+        epoch = self.next_epoch if self._restored else trainer.current_epoch
+        if (
+            self.mode == "regenerate"
+            and is_scheduled(epoch, self.start_epoch, self.every_n_epochs)
+            and self.pool_epoch != epoch
+            and not self._last_epoch(trainer, epoch)
+        ):
+            self.regenerate(trainer, pl_module, epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        nxt = trainer.current_epoch + 1
+        self.next_epoch = nxt
+        if self._last_epoch(trainer, nxt):
+            self._collecting, self._buffer = False, {}
+            return
+        if self.mode == "regenerate" and is_scheduled(nxt, self.start_epoch, self.every_n_epochs):
+            self.regenerate(trainer, pl_module, nxt)
+        elif self.mode == "free" and self._collecting:
+            self._publish_free(trainer, pl_module, nxt)
+
+    def regenerate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        """Attack this rank's shard of the chosen samples with the current weights, gather, set the pool."""
+        started = time.perf_counter()
+        images, masks = trainer.datamodule.train_images()
+        chosen = choose_indices(len(images), self.fraction, self.seed, epoch)
+        eps = sample_eps(self.eps, len(chosen), self.eps_sampling, _generator(self.seed + 1, epoch))
+        rank, world = trainer.global_rank, trainer.world_size
+        shard, eps = chosen[rank::world], eps[rank::world]
+        device = pl_module.device
+        loss_fn = getattr(pl_module, "criterion", None)
+        advs, zero = [], 0.0
+        for start in range(0, len(shard), self.attack_batch_size):
+            ids = shard[start : start + self.attack_batch_size]
+            x, y = images[ids].to(device), masks[ids].to(device)
+            target = y if self.labels == "true" else predicted_labels(pl_module, x, self.use_eval_mode)
+            result = perturb(
+                pl_module,
+                x,
+                target,
+                eps[start : start + self.attack_batch_size],
+                self.method,
+                steps=self.steps,
+                step_size=self.step_size,
+                random_start=self.random_start,
+                loss_fn=loss_fn,
+                use_eval_mode=self.use_eval_mode,
+                precision=self.precision,
+            )
+            advs.append(result.images)
+            zero += result.zero_grad_fraction * len(ids)
+        adv = torch.cat(advs) if advs else images.new_zeros((0, *images.shape[1:])).to(device)
+        pool_images = gather_rows(trainer, adv)
+        pool_masks = gather_rows(trainer, masks[shard].to(device))
+        trainer.datamodule.set_extra(pool_images, pool_masks)
+        self.pool_epoch = epoch
+        seconds = time.perf_counter() - started
+        clean = images[shard[: max(self.loss_stats_samples, self.figure_samples)]]
+        self._report(
+            trainer,
+            pl_module,
+            epoch,
+            len(pool_images),
+            seconds,
+            zero / max(len(shard), 1),
+            clean,
+            masks[shard[: len(clean)]],
+            adv[: len(clean)],
+        )
+
+    # -- free mode -------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        self.next_epoch = epoch
+        nxt = epoch + 1
+        self._collecting = (
+            self.mode == "free"
+            and is_scheduled(nxt, self.start_epoch, self.every_n_epochs)
+            and not self._last_epoch(trainer, nxt)
+        )
+        if self._collecting:
+            n = len(trainer.datamodule.train_images()[1])
+            self._chosen = choose_indices(n, self.fraction, self.seed, nxt)
+            self._eps_gen = _generator(self.seed + 1, nxt)
+            self._buffer = {"adv": [], "mask": [], "clean": [], "zero": []}
+            self._free_seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._collecting:
+            batch["image"].requires_grad_(True)  # the training backward fills batch["image"].grad
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last = batch_idx + 1 >= trainer.num_training_batches
+        self.next_epoch = trainer.current_epoch + (1 if last else 0)
+        if not self._collecting:
+            return
+        started = time.perf_counter()
+        x = batch["image"]
+        grad = x.grad
+        x.requires_grad_(False)
+        x.grad = None
+        if grad is None:
+            log.warning(
+                "free adversarial mode: the batch image got no gradient; is the training step using it?"
+            )
+            return
+        index = batch["index"]
+        keep = (index >= 0) & torch.isin(index, self._chosen.to(index.device))  # clean samples only
+        if not keep.any():
+            return
+        grad, clean = grad[keep].float(), x.detach()[keep]
+        eps = sample_eps(self.eps, len(clean), self.eps_sampling, self._eps_gen).to(clean.device)
+        step = DIRECTION[self.method] * torch.nan_to_num(grad).sign()
+        adv = (clean + eps.view(-1, 1, 1, 1) * step).clamp(0.0, 1.0)
+        buf = self._buffer
+        buf["adv"].append(adv.detach())
+        buf["mask"].append(batch["mask"][keep].detach())
+        buf["zero"].append(torch.stack([(grad == 0).sum().float(), grad.new_tensor(grad.numel())]))  # no sync
+        if sum(len(c) for c in buf["clean"]) < max(self.loss_stats_samples, self.figure_samples):
+            buf["clean"].append(clean.cpu())
+        self._free_seconds += time.perf_counter() - started
+
+    def _publish_free(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        started = time.perf_counter()
+        buf, self._collecting, self._buffer = self._buffer, False, {}
+        if not buf.get("adv"):
+            log.warning("free adversarial mode collected no samples in epoch %d", epoch - 1)
+            return
+        adv, masks = torch.cat(buf["adv"]), torch.cat(buf["mask"])
+        pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
+        trainer.datamodule.set_extra(pool_images, pool_masks)
+        self.pool_epoch = epoch
+        zero = torch.stack(buf["zero"]).sum(0).cpu()
+        clean = torch.cat(buf["clean"])
+        seconds = self._free_seconds + time.perf_counter() - started
+        self._report(
+            trainer,
+            pl_module,
+            epoch,
+            len(pool_images),
+            seconds,
+            float(zero[0] / zero[1]),
+            clean,
+            masks[: len(clean)].cpu(),
+            adv[: len(clean)].cpu(),
+        )
+
+    # -- logs and figures ------------------------------------------------------------------
+    def _loss_change(self, pl_module, clean, masks, adv) -> tuple[Tensor, Tensor]:
+        loss_fn = getattr(pl_module, "criterion", None) or torch.nn.functional.cross_entropy
+        n = min(self.loss_stats_samples, len(clean))
+        device = pl_module.device
+        with torch.no_grad(), eval_mode(pl_module, self.use_eval_mode):
+            x, a, y = clean[:n].to(device), adv[:n].to(device), masks[:n].to(device)
+            return loss_fn(pl_module(x).float(), y), loss_fn(pl_module(a).float(), y)
+
+    def _report(self, trainer, pl_module, epoch, num, seconds, zero_frac, clean, masks, adv) -> None:
+        if len(clean) and self.loss_stats_samples > 0:
+            loss_clean, loss_adv = self._loss_change(pl_module, clean, masks, adv)
+            loss_clean = float(trainer.strategy.reduce(loss_clean, reduce_op="mean"))
+            loss_adv = float(trainer.strategy.reduce(loss_adv, reduce_op="mean"))
+        else:
+            loss_clean = loss_adv = float("nan")
+        stats = {
+            "adv/num_samples": float(num),
+            "adv/gen_time_s": float(seconds),
+            "adv/loss_clean": loss_clean,
+            "adv/loss_adv": loss_adv,
+            "adv/loss_change": loss_adv - loss_clean,
+            "adv/zero_grad_frac": float(zero_frac),
+        }
+        self.history.append({"epoch": epoch, **stats})
+        for logger in trainer.loggers:  # Lightning loggers write on rank 0 only
+            logger.log_metrics(stats, step=trainer.global_step)
+        if trainer.is_global_zero:
+            log.info(
+                "adversarial pool for epoch %d: %s",
+                epoch,
+                "  ".join(f"{k[4:]}={v:.4g}" for k, v in stats.items()),
+            )
+            if self.figure_samples > 0 and len(clean):
+                self._figure(trainer, pl_module, epoch, clean, masks, adv)
+
+    def _figure(self, trainer, pl_module, epoch, clean, masks, adv) -> Path:
+        k = min(self.figure_samples, len(clean))
+        with torch.no_grad(), eval_mode(pl_module):
+            preds = pl_module(adv[:k].to(pl_module.device)).argmax(1).cpu()
+        path = Path(trainer.default_root_dir) / "figures" / f"adv_epoch{epoch:03d}.png"
+        adversarial_grid(
+            clean[:k].cpu(),
+            masks[:k].cpu(),
+            adv[:k].cpu(),
+            path,
+            preds=preds,
+            max_samples=k,
+            title=f"{self.method} eps={self.eps:g} ({self.eps_sampling}), pool for epoch {epoch}",
+        )
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="adv/samples", images=[str(path)], step=trainer.global_step)
+        return path
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"pool_epoch": self.pool_epoch, "next_epoch": self.next_epoch, "history": list(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pool_epoch = state_dict.get("pool_epoch")
+        self.next_epoch = int(state_dict.get("next_epoch", 0))
+        self.history = list(state_dict.get("history", []))
+        self._restored = True

@@ -1,0 +1,242 @@
+"""The adversarial augmentation callback: pool contents and size, schedule, loss direction,
+free mode, figures, end-to-end run through train(cfg), and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from conftest import compose_config
+
+from advaug import attacks
+from advaug.callbacks.adversarial import AdversarialAugmentation, choose_indices, gather_rows, is_scheduled
+from advaug.data import SegmentationDataModule
+from advaug.errors import ConfigError
+from advaug.figures import adversarial_grid, amplified_difference
+from advaug.models import SegmentationModule
+from advaug.training import train
+
+
+def tiny_module(classes: int = 2, seed: int = 0) -> SegmentationModule:
+    torch.manual_seed(seed)
+    net = smp.create_model(
+        "Unet",
+        encoder_name="resnet18",
+        encoder_weights=None,
+        classes=classes,
+        decoder_channels=[32, 16, 16, 8, 8],
+    )
+    return SegmentationModule(net, num_classes=2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
+
+
+def datamodule(root) -> SegmentationDataModule:
+    # 16 phantoms -> 8 train, 4 val, 4 test
+    return SegmentationDataModule(
+        root=str(root), image_size=32, batch_size=4, split={"train": 0.5, "val": 0.25, "test": 0.25}
+    )
+
+
+def trainer(tmp_path, callbacks, max_epochs=1, **kw) -> L.Trainer:
+    kw.setdefault("logger", False)
+    return L.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=1,
+        inference_mode=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+        **kw,
+    )
+
+
+class Recorder(L.Callback):
+    """The sample indices of every training batch, per epoch (clean >= 0, pool < 0)."""
+
+    def __init__(self):
+        self.batches: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches.setdefault(trainer.current_epoch, []).append(batch["index"].cpu())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A UNet trained briefly (3 epochs on 8 phantoms) and its data."""
+    root = tmp_path_factory.mktemp("syn")
+    from advaug.data.synthetic import SyntheticPhantomGenerator
+
+    SyntheticPhantomGenerator(num_images=16, size=32, seed=0).ensure(root)
+    module = tiny_module()
+    L.seed_everything(0)
+    trainer(root.parent, [], max_epochs=3).fit(module, datamodule=datamodule(root))
+    return module, root
+
+
+def test_pool_size_schedule_and_mixed_batches(phantom_root, tmp_path):
+    cb = AdversarialAugmentation(
+        "fgsm", eps=0.05, start_epoch=1, every_n_epochs=2, fraction=0.5, figure_samples=0
+    )
+    rec, dm = Recorder(), datamodule(phantom_root)
+    L.seed_everything(0)
+    trainer(tmp_path, [cb, rec], max_epochs=4).fit(tiny_module(), datamodule=dm)
+    # fresh pools for epochs 1 and 3 only (start_epoch=1, every 2 epochs); the pool of 1 persists into 2
+    assert [h["epoch"] for h in cb.history] == [1, 3]
+    assert all(h["adv/num_samples"] == 4 for h in cb.history)  # 0.5 x 8 train images
+    assert dm.num_extra == 4
+    seen = {e: torch.cat(b) for e, b in rec.batches.items()}
+    assert len(seen[0]) == 8 and (seen[0] >= 0).all()  # epoch 0: clean only
+    for epoch in (1, 2, 3):
+        assert len(seen[epoch]) == 12 and int((seen[epoch] < 0).sum()) == 4
+    mixed = [b for e in (1, 2, 3) for b in rec.batches[e] if (b < 0).any() and (b >= 0).any()]
+    assert mixed, "no batch mixed clean and adversarial samples"
+    assert cb.state_dict()["pool_epoch"] == 3 and cb.state_dict()["next_epoch"] == 4
+
+
+def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
+    module, root = trained
+    for method, raises in (("fgsm", True), ("invfgsm", False)):
+        cb = AdversarialAugmentation(method, eps=0.03, eps_sampling="fixed", figure_samples=2)
+        dm = datamodule(root)
+        t = trainer(
+            tmp_path / method,
+            [cb],
+            logger=L.pytorch.loggers.CSVLogger(str(tmp_path / method)),
+            limit_train_batches=1,
+        )
+        weights = {k: v.clone() for k, v in module.state_dict().items()}
+        t.fit(module, datamodule=dm)  # pool made in on_fit_start from the trained weights
+        change = cb.history[0]["adv/loss_change"]
+        assert (change > 0) == raises, (method, cb.history[0])
+        assert cb.history[0]["adv/loss_adv"] == pytest.approx(cb.history[0]["adv/loss_clean"] + change)
+        # the pool equals attacks.py applied to the train split with the weights of that moment
+        module.load_state_dict(weights)
+        images, masks = dm.train_images()
+        expected = attacks.perturb(module, images, masks, 0.03, "fgsm" if raises else "inv_fgsm")
+        assert torch.equal(dm.extra_state()["images"], expected.images)
+        assert torch.equal(dm.extra_state()["masks"], masks)
+        assert (tmp_path / method / "figures" / "adv_epoch000.png").stat().st_size > 1000
+        rows = list(csv.DictReader(open(next((tmp_path / method).rglob("metrics.csv")))))
+        logged = [float(r["adv/loss_change"]) for r in rows if r.get("adv/loss_change")]
+        assert logged and logged[0] == pytest.approx(change)
+        assert 0.0 <= cb.history[0]["adv/zero_grad_frac"] < 0.5
+
+
+def test_free_mode_fills_pool_from_training_gradient(phantom_root, tmp_path):
+    eps = 0.02
+    cb = AdversarialAugmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", figure_samples=2)
+    rec, dm = Recorder(), datamodule(phantom_root)
+    L.seed_everything(0)
+    trainer(tmp_path, [cb, rec], max_epochs=2).fit(tiny_module(), datamodule=dm)
+    assert [h["epoch"] for h in cb.history] == [1] and dm.num_extra == 8
+    assert int((torch.cat(rec.batches[1]) < 0).sum()) == 8  # epoch 1 trains on the collected copies
+    pool = dm.extra_state()["images"]
+    clean, masks = dm.train_images()
+    # every pool image is a clean training image moved by at most eps, most pixels by exactly eps
+    match = [int(((pool[i] - clean).flatten(1).abs().amax(1) <= eps + 1e-6).nonzero()[0]) for i in range(8)]
+    assert sorted(match) == list(range(8))
+    assert torch.equal(dm.extra_state()["masks"], masks[match])
+    moved = (pool - clean[match]).abs()
+    assert (moved[(clean[match] > eps) & (clean[match] < 1 - eps)] - eps).abs().max() < 1e-6
+    assert (tmp_path / "figures" / "adv_epoch001.png").is_file()
+
+
+def test_train_end_to_end_with_aug_fgsm(tmp_path, tiny_overrides):
+    cfg = compose_config(
+        [
+            *tiny_overrides,
+            "trainer.max_epochs=2",
+            "aug=fgsm",
+            "aug.eps=0.0118",
+            "aug.fraction=0.5",
+            "robustness.enabled=false",
+        ],
+        tmp_path,
+    )
+    assert cfg.aug.callbacks.adversarial.eps == 0.0118 and cfg.aug.name == "fgsm"
+    metrics = train(cfg)
+    out = tmp_path / "run"
+    assert json.loads((out / "metrics.json").read_text())["aug"] == "fgsm"
+    assert [r["train/samples"] for r in metrics["history"][1:]] == [12, 12]  # 8 clean + 4 adversarial
+    assert sorted(p.name for p in (out / "figures").glob("adv_*")) == ["adv_epoch000.png", "adv_epoch001.png"]
+
+
+@pytest.mark.parametrize("choice,method", [("invfgsm", "inv_fgsm"), ("pgd", "pgd"), ("invpgd", "inv_pgd")])
+def test_configs_build_the_callback(tmp_path, choice, method):
+    cfg = compose_config([f"aug={choice}", "aug.mode=regenerate", "aug.labels=pred", "seed=7"], tmp_path)
+    from hydra.utils import instantiate
+
+    cb = instantiate(cfg.aug.callbacks.adversarial)
+    assert (cb.method, cb.eps, cb.eps_sampling, cb.labels, cb.seed) == (method, 0.1, "uniform", "pred", 7)
+    assert cfg.aug.transform is None
+
+
+def test_bad_input_is_one_clear_error(phantom_root, tmp_path):
+    for kwargs, message in [
+        ({"eps": -0.1}, "aug.eps"),
+        ({"eps": 1.5}, "aug.eps"),
+        ({"method": "deepfool"}, "aug.method"),
+        ({"fraction": 0.0}, "aug.fraction"),
+        ({"fraction": 1.5}, "aug.fraction"),
+        ({"mode": "online"}, "aug.mode"),
+        ({"labels": "gt"}, "aug.labels"),
+        ({"method": "pgd", "mode": "free"}, "single-step"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            AdversarialAugmentation(**kwargs)
+    module = tiny_module()
+    module.net = tiny_module(classes=1).net  # a net with one output channel
+    with pytest.raises(ConfigError, match="single output channel"):
+        trainer(tmp_path, [AdversarialAugmentation()]).fit(module, datamodule=datamodule(phantom_root))
+    with pytest.raises(ConfigError, match="reload_dataloaders_every_n_epochs"):
+        t = L.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            callbacks=[AdversarialAugmentation()],
+            logger=False,
+            enable_checkpointing=False,
+            default_root_dir=str(tmp_path),
+        )
+        t.fit(tiny_module(), datamodule=datamodule(phantom_root))
+
+
+def test_helpers_schedule_choice_and_gather():
+    assert [e for e in range(8) if is_scheduled(e, 2, 3)] == [2, 5]
+    a, b = choose_indices(10, 0.3, 1, 4), choose_indices(10, 0.3, 1, 4)
+    assert torch.equal(a, b) and len(a) == 3 and len(a.unique()) == 3
+    assert len(choose_indices(3, 0.01, 0, 0)) == 1  # at least one sample
+
+    class TwoRanks:  # simulates all_gather of rank 0 holding `mine` and rank 1 holding `other`
+        world_size = 2
+
+        def __init__(self, other):
+            self.other, self.strategy = other, self
+
+        def all_gather(self, t):
+            if t.dtype == torch.long and t.shape == (1,):
+                return torch.stack([t, torch.tensor([len(self.other)])])
+            pad = t.new_zeros(t.shape)
+            pad[: len(self.other)] = self.other
+            return torch.stack([t, pad])
+
+    mine, other = torch.arange(6.0).view(3, 2), torch.full((1, 2), -1.0)
+    assert torch.equal(gather_rows(TwoRanks(other), mine), torch.cat([mine, other]))
+
+
+def test_figure_grid(tmp_path):
+    x = torch.rand(3, 3, 16, 16)
+    adv = (x + 0.01 * torch.randn_like(x).sign()).clamp(0, 1)
+    masks = (torch.rand(3, 16, 16) > 0.5).long()
+    diff = amplified_difference(x, adv)
+    assert diff.shape == x.shape and diff.min() >= 0 and diff.max() <= 1
+    assert diff.flatten(1).sub(0.5).abs().amax(1).min() == pytest.approx(0.5)  # peak change fills the range
+    path = adversarial_grid(x, masks, adv, tmp_path / "f" / "grid.png", preds=masks, max_samples=2)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
