@@ -1,0 +1,130 @@
+"""A seeded albumentations pipeline for (image, mask) pairs, and a dataset that applies it.
+
+albumentations 2.x keeps its own random state inside ``A.Compose`` (``np.random.seed`` and
+Lightning's ``seed_everything`` do not reach it), and a DataLoader forks that state into every
+worker, so without reseeding all workers replay the same draws. Two seeding modes cover the
+two protocols:
+
+* on the fly (``aug.protocol=online``): :class:`Pipeline` reseeds itself from
+  ``torch.initial_seed()`` the first time it runs in a new worker process (per-worker seeding;
+  torch derives that seed from the run's seed, so a seeded run is reproducible);
+* pool (``aug.protocol=pool``): :class:`TransformedPairs` reseeds per *sample* from
+  ``(seed, epoch, index)``, so a pool is identical whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from advaug.errors import ConfigError
+
+
+def sample_seed(*keys: int) -> int:
+    """A 32-bit seed derived from integer keys (e.g. run seed, epoch, sample index)."""
+    return int(np.random.SeedSequence([int(k) % 2**63 for k in keys]).generate_state(1)[0])
+
+
+class Pipeline:
+    """Named albumentations transforms composed into one joint (image, mask) transform.
+
+    ``ops`` maps a name to an albumentations transform (``None`` disables it), so config files
+    can add or remove steps by name (``~aug.ops.jitter``). ``seed`` starts the stream in the main
+    process; DataLoader workers reseed from their torch seed. Masks are always resampled with
+    nearest-neighbour interpolation, so they keep holding class ids.
+    Call it like albumentations: ``pipeline(image=HWC uint8, mask=HW) -> {"image", "mask"}``.
+    """
+
+    def __init__(
+        self,
+        ops: Mapping[str, A.BasicTransform | None] | Sequence[A.BasicTransform],
+        p: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        steps = list(ops.values()) if isinstance(ops, Mapping) else list(ops)
+        steps = [s for s in steps if s is not None]
+        if not steps:
+            raise ConfigError(
+                "aug.ops is empty: name at least one albumentations transform, or use aug=none."
+            )
+        for step in steps:
+            if not isinstance(step, A.BasicTransform | A.BaseCompose):
+                raise ConfigError(
+                    f"aug.ops: {step!r} is not an albumentations transform (give it a _target_)."
+                )
+        self.names = list(ops) if isinstance(ops, Mapping) else [type(s).__name__ for s in steps]
+        self.compose = A.Compose(steps, p=p, mask_interpolation=cv2.INTER_NEAREST, seed=int(seed) % 2**32)
+        self._seeded_for: int | None = None
+
+    def reseed(self, seed: int) -> None:
+        """Restart the pipeline's random stream from ``seed``."""
+        self.compose.set_random_seed(int(seed) % 2**32)
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        info = get_worker_info()
+        if info is not None and self._seeded_for != info.seed:  # a fresh worker: its own stream
+            self.reseed(info.seed)
+            self._seeded_for = info.seed
+        return self.compose(**data)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({', '.join(self.names)})"
+
+
+class TransformedPairs(Dataset):
+    """Transformed copies of selected uint8 pairs; sample ``k`` is seeded by ``(seed, epoch, k)``.
+
+    ``images`` (N,3,H,W) and ``masks`` (N,H,W) are uint8; ``indices`` picks the source pairs.
+    Yields float images in [0,1] and long masks, ready for ``datamodule.set_extra``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        pipeline: Pipeline,
+        indices: Sequence[int],
+        seed: int,
+        epoch: int,
+    ) -> None:
+        self.images, self.masks, self.pipeline = images, masks, pipeline
+        self.indices, self.seed, self.epoch = list(indices), int(seed), int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.indices[k]
+        self.pipeline.reseed(sample_seed(self.seed, self.epoch, k))
+        out = self.pipeline.compose(image=self.images[i].permute(1, 2, 0).numpy(), mask=self.masks[i].numpy())
+        image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
+        mask = torch.from_numpy(np.ascontiguousarray(out["mask"]))
+        if image.shape[1:] != self.images.shape[2:] or mask.shape != self.masks.shape[1:]:
+            raise ConfigError(
+                f"aug pipeline changed the sample size from {tuple(self.images.shape[2:])} to "
+                f"{tuple(image.shape[1:])}; crops must resize back (RandomResizedCrop size=${{dataset.image_size}})."
+            )
+        return image.float().div_(255.0), mask.long()
+
+
+def transformed_copies(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    pipeline: Pipeline,
+    indices: Sequence[int],
+    seed: int,
+    epoch: int,
+    num_workers: int = 0,
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform ``images[indices]`` (uint8 (N,3,H,W)) and their masks in a DataLoader with
+    ``num_workers`` workers; returns float images in [0,1] and long masks, in ``indices`` order."""
+    dataset = TransformedPairs(images, masks, pipeline, indices, seed, epoch)
+    batches = list(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False))
+    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])

@@ -1,0 +1,77 @@
+"""Base class of the callbacks that fill the DataModule's extra-sample pool (train = clean ∪ pool).
+
+Lightning 2.x builds the first train loader in ``fit_loop.run`` after ``on_fit_start`` and
+rebuilds it (``reload_dataloaders_every_n_epochs=1``) *before* ``on_train_epoch_start``. So the
+pool for epoch 0 is made in ``on_fit_start`` and the pool for epoch ``e + 1`` in
+``on_train_epoch_end`` of epoch ``e``; a pool made in ``on_train_epoch_start`` would arrive one
+epoch late.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightning as L
+import torch
+
+from advaug.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class PoolCallback(L.Callback):
+    """Calls :meth:`make_pool` and hands the result to ``trainer.datamodule.set_extra``.
+
+    ``every_n_epochs``: refill before every n-th epoch (1 = a fresh pool each epoch,
+    0 = fill once before the first epoch and keep it).
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 0:
+            raise ConfigError(f"every_n_epochs={every_n_epochs}: use 0 (fill once) or a positive period.")
+        self.every_n_epochs = int(every_n_epochs)
+        self.last_fill_s: float | None = None
+        self.fills = 0
+
+    @property
+    def active(self) -> bool:
+        """False when the callback has nothing to do (e.g. the online protocol)."""
+        return True
+
+    def make_pool(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the pool for ``epoch``: float images in [0,1] (N,3,H,W) and long masks (N,H,W)."""
+        raise NotImplementedError
+
+    def _fill(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "set_extra"):
+            raise ConfigError(
+                f"{type(self).__name__} needs a datamodule with set_extra() (advaug.data.SegmentationDataModule); "
+                "pass it as trainer.fit(model, datamodule=...)."
+            )
+        started = time.perf_counter()
+        images, masks = self.make_pool(trainer, pl_module, epoch)
+        datamodule.set_extra(images, masks)
+        self.last_fill_s, self.fills = time.perf_counter() - started, self.fills + 1
+        log.info(
+            "%s: pool of %d samples for epoch %d in %.2f s",
+            type(self).__name__,
+            len(images),
+            epoch,
+            self.last_fill_s,
+        )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:
+            self._fill(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        upcoming = trainer.current_epoch + 1
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= upcoming
+        if not self.active or self.every_n_epochs == 0 or last or trainer.should_stop:
+            return
+        if upcoming % self.every_n_epochs == 0:
+            self._fill(trainer, pl_module, upcoming)

@@ -1,0 +1,197 @@
+"""``GanRecipe``: train a :class:`Pix2PixGAN` on a training split once, cache it, reuse it.
+
+The cache folder is ``<cache_dir>/<dataset>-seed<seed>-<key>/`` where ``key`` hashes the training
+split's pixels and masks, the module's hyperparameters, the schedule and the seed: every sweep job
+with the same dataset, split and seed reuses one generator, and any change trains a new one. A
+file lock makes concurrent jobs (joblib launcher) wait for the one that trains.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from filelock import FileLock
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
+
+from advaug.errors import ConfigError
+from advaug.gan.figures import pairs_grid
+from advaug.gan.module import Pix2PixGAN
+from advaug.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pix2pix-v1"  # bump when the saved layout or the training code changes meaning
+
+
+def fingerprint(images: torch.Tensor, masks: torch.Tensor) -> str:
+    """SHA-1 of a split's content (images quantised to uint8, masks as uint8)."""
+    h = hashlib.sha1()
+    h.update(images.mul(255).round().to(torch.uint8).contiguous().numpy().tobytes())
+    h.update(masks.to(torch.uint8).contiguous().numpy().tobytes())
+    h.update(str(tuple(images.shape)).encode())
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """Config values as JSON-able Python values (lists for sequences)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value, resolve=True)
+    return list(value) if isinstance(value, tuple) else value
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without changing torch/numpy/python random states, so a segmentation run is
+    the same whether its generator came from the cache or was trained just now."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+            for k, v in env.items():  # seed_everything also sets these
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+class GanRecipe:
+    """How to train the GAN; :meth:`ensure` returns a trained module (cached or fresh).
+
+    ``module``: partial of :class:`Pix2PixGAN`; ``trainer``: partial of ``lightning.Trainer``
+    (device settings; the epoch count follows from ``steps``); ``steps``: generator updates
+    (batches), rounded up to whole epochs.
+    """
+
+    def __init__(
+        self,
+        module: Callable[..., Pix2PixGAN],
+        trainer: Callable[..., L.Trainer],
+        cache_dir: str,
+        steps: int = 2000,
+        batch_size: int = 8,
+        seed: int = 0,
+        num_grid: int = 8,
+    ) -> None:
+        if steps < 1 or batch_size < 1:
+            raise ConfigError(f"gan.steps={steps}, gan.batch_size={batch_size}: both must be >= 1.")
+        self.module, self.trainer = module, trainer
+        self.cache_dir, self.steps, self.batch_size = Path(cache_dir), int(steps), int(batch_size)
+        self.seed, self.num_grid = int(seed), int(num_grid)
+
+    def settings(self) -> dict[str, Any]:
+        """What determines the trained generator (hashed into the cache key)."""
+        kwargs = self.module.keywords if isinstance(self.module, functools.partial) else {}
+        precision = (
+            self.trainer.keywords.get("precision") if isinstance(self.trainer, functools.partial) else None
+        )
+        return {
+            "format": FORMAT,
+            "module": {k: _plain(v) for k, v in sorted(kwargs.items())},
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "precision": str(precision),
+            "seed": self.seed,
+        }
+
+    def folder(self, name: str, images: torch.Tensor, masks: torch.Tensor) -> Path:
+        """The cache folder for this dataset split and these settings."""
+        material = json.dumps(
+            {"data": fingerprint(images, masks), **self.settings()}, sort_keys=True, default=str
+        )
+        key = hashlib.sha1(material.encode()).hexdigest()[:12]
+        return self.cache_dir / f"{name}-seed{self.seed}-{key}"
+
+    def ensure(
+        self, name: str, images: torch.Tensor, masks: torch.Tensor, force: bool = False
+    ) -> tuple[Pix2PixGAN, Path]:
+        """Load the cached generator for this split, or train, save and return it.
+
+        ``images`` (N,3,H,W) float in [0,1] and ``masks`` (N,H,W): the TRAINING split only.
+        """
+        folder = self.folder(name, images, masks)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            if force and folder.exists():
+                shutil.rmtree(folder)
+            if not (folder / "generator.pt").is_file():
+                self._train(folder, images, masks)
+            else:
+                log.info("GAN: reusing the cached generator in %s", folder)
+        return self.load(folder), folder
+
+    def load(self, folder: Path) -> Pix2PixGAN:
+        """A module holding the cached generator weights (the discriminator is not kept)."""
+        saved = torch.load(Path(folder) / "generator.pt", map_location="cpu", weights_only=True)
+        module = Pix2PixGAN(**saved["hparams"])
+        module.generator.load_state_dict(saved["generator"])
+        return module.eval()
+
+    def _train(self, folder: Path, images: torch.Tensor, masks: torch.Tensor) -> None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        batches = math.ceil(len(images) / self.batch_size)
+        epochs = math.ceil(self.steps / batches)
+        log.info(
+            "GAN: training on %d pairs for %d epochs (%d steps) into %s",
+            len(images),
+            epochs,
+            self.steps,
+            folder,
+        )
+        started = time.perf_counter()
+        with preserved_rng():
+            L.seed_everything(self.seed, workers=True, verbose=False)
+            module = self.module()
+            loader = DataLoader(
+                TensorDataset(images.float(), masks.long()),
+                batch_size=self.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(self.seed),
+            )
+            trainer = self.trainer(max_epochs=epochs, logger=CSVLogger(str(tmp), name="csv", version=""))
+            trainer.fit(module, train_dataloaders=loader)
+            seconds = time.perf_counter() - started
+            pick = torch.arange(min(self.num_grid, len(masks)))
+            fakes = module.generate(masks[pick], seed=self.seed)
+        torch.save(
+            {"hparams": dict(module.hparams), "generator": module.generator.cpu().state_dict()},
+            tmp / "generator.pt",
+        )
+        pairs_grid(masks[pick], fakes, tmp / "samples.png", real=images[pick], num_classes=module.num_classes)
+        atomic_write_json(
+            tmp / "gan.json",
+            {
+                "settings": self.settings(),
+                "train_pairs": len(images),
+                "epochs": epochs,
+                "steps": trainer.fit_loop.epoch_loop.batch_progress.total.completed,
+                "train_time_s": seconds,
+                "device": str(trainer.strategy.root_device),
+                "history": module.history,
+            },
+        )
+        tmp.rename(folder)
+        log.info("GAN: trained in %.1f s; samples in %s", seconds, folder / "samples.png")

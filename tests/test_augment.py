@@ -1,0 +1,187 @@
+"""Classic augmentations: alignment of image and mask, class ids, shapes, seeding, pool refresh."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import compose_config
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+
+from advaug.augment import Pipeline
+from advaug.callbacks import TransformPool
+from advaug.data import SegmentationDataModule
+from advaug.data.datasets import CleanPairs
+from advaug.errors import ConfigError
+from advaug.training import train
+
+CLASSIC = ["flip", "rotate", "crop", "jitter", "classic"]
+GEOMETRIC = {"flip", "rotate", "crop", "classic"}
+
+
+def pipeline_for(aug, tmp_path, *overrides):
+    cfg = compose_config([f"aug={aug}", "dataset.image_size=32", *overrides], tmp_path)
+    return cfg, instantiate(cfg.aug.pipeline)
+
+
+def blocky_mask(size=32, seed=0):
+    """A random mask of 4x4 blocks, so shapes are asymmetric and boundaries are long."""
+    rng = np.random.default_rng(seed)
+    coarse = (rng.random((size // 4, size // 4)) < 0.4).astype(np.uint8)
+    return np.kron(coarse, np.ones((4, 4), np.uint8))
+
+
+def boundary_band(mask: np.ndarray) -> np.ndarray:
+    """Pixels within one pixel of a class boundary (where image interpolation may disagree)."""
+    t = torch.from_numpy(mask).float()[None, None]
+    dilated = F.max_pool2d(t, 3, 1, 1)
+    eroded = -F.max_pool2d(-t, 3, 1, 1)
+    return (dilated != eroded)[0, 0].numpy()
+
+
+@pytest.mark.parametrize("aug", CLASSIC)
+def test_mask_stays_aligned_with_image(aug, tmp_path):
+    """An image whose foreground equals its mask still matches it after every transform
+    (exactly off the boundary; interpolation may only blur the one-pixel boundary band)."""
+    _, pipeline = pipeline_for(aug, tmp_path)
+    changed = 0
+    for seed in range(12):
+        mask = blocky_mask(seed=seed)
+        image = np.repeat((mask * 200 + 30)[..., None], 3, axis=2).astype(np.uint8)
+        pipeline.reseed(seed)
+        out = pipeline(image=image, mask=mask)
+        assert out["image"].shape == image.shape and out["image"].dtype == np.uint8
+        assert out["mask"].shape == mask.shape
+        assert set(np.unique(out["mask"])) <= {0, 1}
+        grey = out["image"].astype(float).mean(2)
+        if aug == "jitter":  # image only: the mask is untouched and foreground stays brighter
+            assert np.array_equal(out["mask"], mask)
+            assert grey[mask == 1].min() > grey[mask == 0].max()
+        else:
+            threshold = (grey.max() + grey.min()) / 2
+            wrong = (grey > threshold) != (out["mask"] == 1)
+            assert not (wrong & ~boundary_band(out["mask"])).any(), (
+                f"{aug}: image and mask disagree off the boundary"
+            )
+            assert wrong.mean() < 0.25  # a misaligned (e.g. unflipped) mask disagrees on ~half
+        changed += not np.array_equal(out["mask"], mask) or not np.array_equal(out["image"], image)
+    assert changed >= 6, f"{aug} left most samples unchanged"
+
+
+@pytest.mark.parametrize("aug", ["rotate", "crop", "classic"])
+def test_multiclass_masks_keep_their_class_ids(aug, tmp_path):
+    _, pipeline = pipeline_for(aug, tmp_path)
+    rng = np.random.default_rng(1)
+    mask = np.kron(rng.integers(0, 3, (8, 8)), np.ones((4, 4), np.int64)).astype(np.uint8)
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for seed in range(10):
+        pipeline.reseed(seed)
+        out = pipeline(image=image, mask=mask)
+        assert set(np.unique(out["mask"])) <= {0, 1, 2}
+        assert out["mask"].shape == (32, 32) and out["image"].shape == (32, 32, 3)
+
+
+def test_pipeline_is_reproducible_under_a_seed(tmp_path):
+    _, a = pipeline_for("classic", tmp_path)
+    _, b = pipeline_for("classic", tmp_path)
+    mask = blocky_mask()
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    outs_a = [a(image=image, mask=mask) for _ in range(3)]
+    outs_b = [b(image=image, mask=mask) for _ in range(3)]
+    for x, y in zip(outs_a, outs_b, strict=True):
+        assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["mask"], y["mask"])
+    assert not np.array_equal(outs_a[0]["image"], outs_a[1]["image"])  # a stream, not one draw
+
+
+def test_online_workers_draw_different_augmentations(tmp_path):
+    """Without per-worker reseeding every DataLoader worker replays the same forked random stream."""
+    _, pipeline = pipeline_for("rotate", tmp_path, "aug.ops.rotate.p=1.0")
+    image = torch.from_numpy(np.repeat(blocky_mask()[None] * 255, 3, 0))
+    dataset = CleanPairs(image.repeat(4, 1, 1, 1), torch.from_numpy(blocky_mask()).repeat(4, 1, 1), pipeline)
+
+    def draw():
+        torch.manual_seed(0)
+        return [b["image"] for b in DataLoader(dataset, batch_size=1, num_workers=2)]
+
+    first, again = draw(), draw()
+    assert not torch.equal(first[0], first[1])  # sample 0 from worker 0, sample 1 from worker 1
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))  # reproducible
+
+
+@pytest.fixture
+def datamodule(phantom_root):
+    dm = SegmentationDataModule(
+        str(phantom_root), image_size=32, batch_size=4, split={"train": 0.5, "val": 0.25, "test": 0.25}
+    )
+    dm.setup()
+    return dm
+
+
+def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tmp_path):
+    _, pipeline = pipeline_for("classic", tmp_path)
+    callback = TransformPool(pipeline, fraction=0.5, seed=3)
+    trainer = SimpleNamespace(datamodule=datamodule, current_epoch=0, max_epochs=3, should_stop=False)
+    callback.on_fit_start(trainer, None)
+    assert datamodule.num_extra == 4  # half of the 8 train images, before the first loader is built
+    pools = [datamodule.extra_state()["images"].clone()]
+    assert len(datamodule.train_dataset()) == 8 + 4
+    for epoch in range(3):  # on_train_epoch_end of epoch e makes the pool of epoch e + 1
+        trainer.current_epoch = epoch
+        callback.on_train_epoch_end(trainer, None)
+        pools.append(datamodule.extra_state()["images"].clone())
+    assert callback.fills == 3  # epochs 0, 1, 2; nothing after the last epoch
+    assert not torch.equal(pools[0], pools[1]) and not torch.equal(pools[1], pools[2])
+    assert torch.equal(pools[2], pools[3])  # the last epoch's end did not refill
+    masks = datamodule.extra_state()["masks"]
+    assert masks.dtype == torch.long and set(masks.unique().tolist()) <= {0, 1}
+    assert pools[0].shape == (4, 3, 32, 32) and 0.0 <= float(pools[0].min()) and float(pools[0].max()) <= 1.0
+
+
+def test_pool_is_the_same_for_any_number_of_workers(datamodule, tmp_path):
+    _, pipeline = pipeline_for("classic", tmp_path)
+    images, masks = datamodule.train_images()
+    serial = TransformPool(pipeline, seed=5, num_workers=0).transform(images, masks, epoch=1)
+    parallel = TransformPool(pipeline, seed=5, num_workers=2, batch_size=3).transform(images, masks, epoch=1)
+    other_epoch = TransformPool(pipeline, seed=5).transform(images, masks, epoch=2)
+    assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+    assert not torch.equal(serial[0], other_epoch[0])
+    doubled = TransformPool(pipeline, fraction=2.0, seed=5).transform(images, masks, epoch=1)
+    assert len(doubled[0]) == 16
+
+
+def test_protocol_selects_online_transform_or_pool(tmp_path):
+    online, _ = pipeline_for("rotate", tmp_path, "aug.protocol=online")
+    assert isinstance(instantiate(online.dataset.transform), Pipeline)
+    assert not instantiate(online.aug.callbacks.transform_pool).active
+    pool, _ = pipeline_for("rotate", tmp_path)
+    assert pool.dataset.transform is None and instantiate(pool.aug.callbacks.transform_pool).active
+    bad, _ = pipeline_for("flip", tmp_path, "aug.protocol=both")
+    with pytest.raises(InstantiationException) as info:  # Hydra wraps constructor errors
+        instantiate(bad.aug.callbacks.transform_pool)
+    assert isinstance(info.value.__cause__, ConfigError) and "aug.protocol='both'" in str(
+        info.value.__cause__
+    )
+    with pytest.raises(ConfigError, match="aug.fraction"):
+        TransformPool(instantiate(pool.aug.pipeline), fraction=0)
+
+
+def test_train_with_flip_pool_end_to_end(tmp_path, tiny_overrides):
+    cfg = compose_config(
+        [
+            *tiny_overrides,
+            "aug=flip",
+            "aug.fraction=0.5",
+            "aug.num_workers=0",
+            "trainer.max_epochs=1",
+            "robustness.enabled=false",
+        ],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert metrics["aug"] == "flip" and 0.0 <= metrics["test"]["test/miou"] <= 1.0
+    first = next(r for r in metrics["history"] if r["epoch"] == 1)
+    assert first["train/samples"] == 8 + 4  # clean ∪ pool from the very first epoch
+    assert (tmp_path / "run" / "metrics.json").is_file()

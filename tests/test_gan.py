@@ -1,0 +1,116 @@
+"""GAN baseline: networks, a few training steps, the cache, sampling, and aug=gan end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_config
+from hydra.utils import instantiate
+from PIL import Image
+
+from advaug.callbacks import GanPool
+from advaug.data import SegmentationDataModule
+from advaug.errors import ConfigError
+from advaug.gan import Pix2PixGAN
+from advaug.gan.networks import PatchDiscriminator, UNetGenerator
+from advaug.gan.training import train_gan
+from advaug.training import train
+
+SMALL_GAN = ["module.ngf=8", "module.ndf=8", "module.depth=3", "trainer.accelerator=cpu"]
+
+
+def gan_overrides(tmp_path, prefix="gan.", steps=4):
+    return [
+        f"paths.data_dir={tmp_path / 'data'}",
+        "dataset.image_size=32",
+        "dataset.generator.num_images=16",
+        "dataset.split={train: 0.5, val: 0.25, test: 0.25}",
+        f"{prefix}steps={steps}",
+        *(prefix + o for o in SMALL_GAN),
+    ]
+
+
+def test_networks_map_masks_to_images_and_patches():
+    gen, disc = UNetGenerator(2, 3, ngf=8, depth=3), PatchDiscriminator(5, ndf=8, layers=3)
+    out = gen(torch.rand(2, 2, 32, 32))
+    assert out.shape == (2, 3, 32, 32) and out.abs().max() <= 1.0
+    logits = disc(torch.cat([torch.rand(2, 2, 32, 32), out], 1))
+    assert logits.shape[:2] == (2, 1) and logits.shape[-1] > 1  # one logit per patch
+    with pytest.raises(ConfigError, match="depth"):
+        gen(torch.rand(1, 2, 36, 36))
+
+
+def test_gan_trains_a_few_steps_with_finite_losses_and_is_cached(tmp_path):
+    cfg = compose_config(gan_overrides(tmp_path), tmp_path, config_name="train_gan")
+    summary = train_gan(cfg)
+    assert summary["train_pairs"] == 8 and summary["steps"] == 4 and summary["train_time_s"] > 0
+    assert len(summary["history"]) == 4
+    for row in summary["history"]:
+        assert all(np.isfinite(row[k]) for k in ("gan/d_loss", "gan/g_adv", "gan/g_l1"))
+    folder = tmp_path / "logs" / "gan"
+    (cached,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert cached.name.startswith("synthetic-seed1234-")
+    grid = Image.open(tmp_path / "run" / "gan_samples.png")
+    assert grid.size[0] > 3 * 32 and grid.size[1] > 8 * 32  # 8 rows of mask | generated | real
+    weights = (cached / "generator.pt").stat().st_mtime_ns
+    again = train_gan(cfg)  # a second job with the same dataset, split and seed reuses it
+    assert (
+        again["cache_dir"] == summary["cache_dir"] and (cached / "generator.pt").stat().st_mtime_ns == weights
+    )
+    other = train_gan(compose_config([*gan_overrides(tmp_path), "seed=7"], tmp_path, config_name="train_gan"))
+    assert other["cache_dir"] != summary["cache_dir"]
+
+
+def test_generate_is_seeded_and_in_range():
+    gan = Pix2PixGAN(num_classes=3, ngf=8, ndf=8, depth=3)
+    masks = torch.randint(0, 3, (4, 32, 32))
+    a, b, c = gan.generate(masks, seed=1), gan.generate(masks, seed=1), gan.generate(masks, seed=2)
+    assert a.shape == (4, 3, 32, 32) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert torch.equal(a, b) and not torch.equal(a, c)  # dropout noise, reproducible
+    with pytest.raises(ValueError, match="class ids"):
+        gan.generate(torch.full((1, 32, 32), 3))
+
+
+def test_gan_pool_samples_valid_pairs(tmp_path, phantom_root):
+    cfg = compose_config(
+        [*gan_overrides(tmp_path, prefix="aug.gan."), "aug=gan", "aug.num_samples=12", "aug.num_workers=0"],
+        tmp_path,
+    )
+    pool: GanPool = instantiate(cfg.aug.callbacks.gan_pool)
+    dm = SegmentationDataModule(
+        str(phantom_root), image_size=32, split={"train": 0.5, "val": 0.25, "test": 0.25}
+    )
+    dm.setup()
+    images, masks = dm.train_images()
+    pool.gan = Pix2PixGAN(num_classes=2, ngf=8, ndf=8, depth=3)  # untrained is enough for shapes and ids
+    fakes, new_masks = pool.sample(images, masks, epoch=0)
+    assert fakes.shape == (12, 3, 32, 32) and new_masks.shape == (12, 32, 32)
+    assert new_masks.dtype == torch.long and set(new_masks.unique().tolist()) <= {0, 1}
+    assert 0.0 <= float(fakes.min()) and float(fakes.max()) <= 1.0
+    same, _ = pool.sample(images, masks, epoch=0)
+    other = pool.sample(images, masks, epoch=1)[1]
+    assert torch.equal(fakes, same) and not torch.equal(new_masks, other)
+    originals = {m.numpy().tobytes() for m in masks}
+    assert any(m.numpy().tobytes() not in originals for m in new_masks)  # geometric transforms applied
+    with pytest.raises(ConfigError, match="protocol"):
+        GanPool(pool.recipe, pool.mask_pipeline, protocol="online")
+
+
+def test_train_with_aug_gan_end_to_end(tmp_path, tiny_overrides):
+    overrides = [
+        *tiny_overrides,
+        *gan_overrides(tmp_path, prefix="aug.gan.")[4:],
+        "aug=gan",
+        "aug.num_workers=0",
+        "trainer.max_epochs=1",
+        "robustness.enabled=false",
+    ]
+    metrics = train(compose_config(overrides, tmp_path))
+    assert metrics["aug"] == "gan" and 0.0 <= metrics["test"]["test/miou"] <= 1.0
+    first = next(r for r in metrics["history"] if r["epoch"] == 1)
+    assert first["train/samples"] == 8 + 8  # original ∪ as many generated pairs as train images
+    assert (tmp_path / "run" / "figures" / "gan_samples.png").is_file()
+    (cached,) = [p for p in (tmp_path / "logs" / "gan").iterdir() if p.is_dir()]
+    info = json.loads((cached / "gan.json").read_text())
+    assert info["train_pairs"] == 8  # the training split only
