@@ -75,7 +75,8 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return [Pair(i, images[i], masks[i]) for i in sorted(images)]
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image file; a truncated or non-image file is a DatasetError."""
     try:
         img = Image.open(path)
         img.load()
@@ -86,7 +87,7 @@ def _open(path: Path) -> Image.Image:
 
 def load_image(path: Path, size: int) -> np.ndarray:
     """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels."""
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -121,9 +122,9 @@ def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | 
     )
 
 
-def load_mask(path: Path, image_path: Path, size: int, num_classes: int, threshold: int | None) -> np.ndarray:
-    """Decode a mask to class ids (size, size) uint8, checking its size against the image's."""
-    img = _open(path)
+def read_mask_ids(path: Path, image_path: Path, num_classes: int, threshold: int | None) -> np.ndarray:
+    """Decode a mask to class ids at its own resolution, checking its size against the image's."""
+    img = open_image(path)
     with Image.open(image_path) as ref:
         ref_size = ref.size
     if img.size != ref_size:
@@ -131,7 +132,12 @@ def load_mask(path: Path, image_path: Path, size: int, num_classes: int, thresho
             f"{path}: mask is {img.size[0]}x{img.size[1]} but its image {image_path.name} is "
             f"{ref_size[0]}x{ref_size[1]}. Image and mask must have the same size."
         )
-    ids = mask_to_ids(np.asarray(img), path, num_classes, threshold)
+    return mask_to_ids(np.asarray(img), path, num_classes, threshold)
+
+
+def load_mask(path: Path, image_path: Path, size: int, num_classes: int, threshold: int | None) -> np.ndarray:
+    """Decode a mask to class ids (size, size) uint8, checking its size against the image's."""
+    ids = read_mask_ids(path, image_path, num_classes, threshold)
     return np.asarray(Image.fromarray(ids).resize((size, size), Image.NEAREST), dtype=np.uint8)
 
 
@@ -188,3 +194,19 @@ def seeded_split(ids: Sequence[str], ratios: dict[str, float], seed: int) -> dic
         "val": sorted(shuffled[n_train : n_train + n_val]),
         "test": sorted(shuffled[n_train + n_val :]),
     }
+
+
+def resolve_splits(
+    root: Path, ids: Sequence[str], ratios: dict[str, float], seed: int, splits_file: str = "splits.json"
+) -> dict[str, list[str]]:
+    """The train/val/test ids: ``root/splits_file`` when present, else a seeded split; none empty."""
+    path = Path(root) / splits_file
+    splits = read_splits(path, ids) if path.is_file() else seeded_split(ids, ratios, seed)
+    for name in SPLITS:
+        if not splits[name]:
+            source = path.name if path.is_file() else f"dataset.split={dict(ratios)}"
+            raise DatasetError(
+                f"{root}: the '{name}' split is empty ({len(ids)} pairs, {source}). "
+                "Add images or change dataset.split ratios / splits.json."
+            )
+    return splits

@@ -1,0 +1,102 @@
+"""``polyp``: colonoscopy frames with polyp masks, Kvasir-SEG or CVC-ClinicDB layouts, imported as
+they are apart from resizing.
+
+Accepted layouts (``--src``: the download archive or a folder above them):
+
+* Kvasir-SEG: ``Kvasir-SEG/images/<id>.jpg`` + ``Kvasir-SEG/masks/<id>.jpg`` (JPEG masks);
+* CVC-ClinicDB: ``Original/<n>.tif|png`` + ``Ground Truth/<n>.tif|png`` (one format folder is
+  used when ``PNG/`` and ``TIF/`` copies are both present).
+
+Masks are binarised at ``mask_threshold`` (JPEG compression leaves values between 0 and 255); how
+many masks needed it is printed and recorded. Frames are split per image (the public files carry
+no patient or video ids).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from advaug.data.converters.common import Progress, SliceWriter, find_folder
+from advaug.data.folder import find_pairs
+from advaug.errors import DatasetError
+
+SOURCES = {
+    "kvasir-seg": {
+        "dataset": "Kvasir-SEG",
+        "url": "https://datasets.simula.no/kvasir-seg/ (kvasir-seg.zip)",
+        "licence": "research and educational use only; cite the paper",
+        "citation": "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
+    },
+    "cvc-clinicdb": {
+        "dataset": "CVC-ClinicDB",
+        "url": "https://polyp.grand-challenge.org/CVCClinicDB/",
+        "licence": "research use; cite the paper",
+        "citation": "Bernal et al., Computerized Medical Imaging and Graphics 43, 99-111 (2015)",
+    },
+}
+LAYOUTS = (("images", "masks", "kvasir-seg"), ("Original", "Ground Truth", "cvc-clinicdb"))
+
+
+def find_layout(root: Path) -> tuple[Path, Path, str]:
+    """The (images, masks) folders and which source they look like."""
+
+    def has_pair(folder: Path) -> bool:
+        return any((folder / i).is_dir() and (folder / m).is_dir() for i, m, _ in LAYOUTS)
+
+    base = find_folder(
+        root, has_pair, "images/ + masks/ (Kvasir-SEG) or Original/ + 'Ground Truth'/ (CVC-ClinicDB)"
+    )
+    for images, masks, source in LAYOUTS:
+        if (base / images).is_dir() and (base / masks).is_dir():
+            return base / images, base / masks, source
+    raise AssertionError("unreachable")
+
+
+def convert(
+    root: Path,
+    writer: SliceWriter,
+    mask_threshold: int = 128,
+    progress: Progress = print,
+) -> dict:
+    """Write every (image, mask) pair through ``writer``; return the mask report."""
+    images, masks, source = find_layout(root)
+    pairs = find_pairs(images.parent) if images.name == "images" else _cvc_pairs(images, masks)
+    lossy = 0
+    for k, pair in enumerate(pairs, 1):
+        with Image.open(pair.image) as im:
+            image = np.asarray(im.convert("RGB"))
+        with Image.open(pair.mask) as mk:
+            raw = np.asarray(mk.convert("L"))
+        if raw.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{pair.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {pair.image.name} is "
+                f"{image.shape[1]}x{image.shape[0]}. Image and mask must have the same size."
+            )
+        lossy += int(not np.isin(raw, (0, 255)).all())
+        writer.add(pair.id, pair.id, image, (raw >= mask_threshold).astype(np.uint8))
+        if k % 100 == 0 or k == len(pairs):
+            progress(f"[{k}/{len(pairs)}] {pair.id}")
+    progress(
+        f"{lossy} of {len(pairs)} masks were not exactly 0/255 (lossy); binarised at >= {mask_threshold}"
+    )
+    return {"source_layout": source, "masks_not_binary": lossy, "mask_threshold": mask_threshold}
+
+
+def _cvc_pairs(images: Path, masks: Path):
+    from advaug.data.folder import IMAGE_EXTENSIONS, Pair
+
+    def index(folder: Path) -> dict[str, Path]:
+        return {
+            p.stem: p
+            for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        }
+
+    imgs, msks = index(images), index(masks)
+    missing = sorted(set(imgs) ^ set(msks))
+    if missing:
+        raise DatasetError(f"{images.parent}: '{missing[0]}' is in only one of Original/ and Ground Truth/.")
+    return [Pair(i, imgs[i], msks[i]) for i in sorted(imgs, key=lambda s: (len(s), s))]
