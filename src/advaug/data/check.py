@@ -1,0 +1,125 @@
+"""Up-front integrity check of a dataset folder (as nnU-Net's ``verify_dataset_integrity``).
+
+Decodes every image and mask once with the same rules as training (``folder.py``), so every
+problem that would stop a run stops here, with the same message naming the file, and prints what
+the folder holds: pairs per split, image sizes and modes, the mask class histogram.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advaug.data.folder import SPLITS, find_pairs, open_image, read_mask_ids, resolve_splits
+from advaug.errors import DatasetError
+
+GRAYSCALE_MODES = ("1", "L", "LA", "P", "I", "I;16", "I;16B", "F")
+
+
+def check_dataset(
+    root: str | Path,
+    num_classes: int = 2,
+    mask_threshold: int | None = None,
+    split: dict[str, float] | None = None,
+    split_seed: int = 0,
+    splits_file: str = "splits.json",
+) -> dict[str, Any]:
+    """Validate every pair under ``root``; return a summary dict or raise :class:`DatasetError`.
+
+    The summary holds ``counts`` (pairs and per split), ``sizes`` and ``modes`` (how many images
+    of each), ``class_pixels`` (per class id, at the files' own resolution), ``foreground_share``
+    (pixels of classes >= 1 over all pixels), ``empty_masks`` (masks without foreground) and
+    ``notes`` (things that are handled but worth knowing).
+    """
+    root = Path(root)
+    pairs = find_pairs(root)
+    ratios = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
+    splits = resolve_splits(root, [p.id for p in pairs], ratios, split_seed, splits_file)
+    sizes: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
+    pixels = np.zeros(num_classes, dtype=np.int64)
+    empty = 0
+    for pair in pairs:
+        image = open_image(pair.image)
+        sizes[f"{image.size[0]}x{image.size[1]}"] += 1
+        modes[image.mode] += 1
+        ids = read_mask_ids(pair.mask, pair.image, num_classes, mask_threshold)
+        counts = np.bincount(ids.ravel(), minlength=num_classes)
+        pixels += counts[:num_classes]
+        empty += int(counts[1:].sum() == 0)
+    notes = []
+    grey = sum(n for m, n in modes.items() if m in GRAYSCALE_MODES)
+    if 0 < grey < len(pairs):
+        notes.append(
+            f"grayscale and colour images are mixed ({grey} grayscale): all are converted to RGB, "
+            "grayscale by repeating the channel."
+        )
+    if len(sizes) > 1:
+        notes.append(f"{len(sizes)} different image sizes: all are resized to dataset.image_size.")
+    absent = [c for c in range(1, num_classes) if pixels[c] == 0]
+    if pixels[1:].sum() == 0:
+        notes.append("no mask has any foreground pixel: check that masks/ holds the right files.")
+    elif absent:
+        notes.append(f"class(es) {absent} never occur in any mask: check dataset.num_classes={num_classes}.")
+    total = int(pixels.sum())
+    return {
+        "root": str(root),
+        "counts": {"pairs": len(pairs), **{s: len(splits[s]) for s in SPLITS}},
+        "split_source": splits_file
+        if (root / splits_file).is_file()
+        else f"seeded ({ratios}, seed {split_seed})",
+        "sizes": dict(sizes.most_common()),
+        "modes": dict(modes.most_common()),
+        "class_pixels": {str(c): int(n) for c, n in enumerate(pixels)},
+        "class_share": {str(c): float(n) / total for c, n in enumerate(pixels)},
+        "foreground_share": float(pixels[1:].sum()) / total,
+        "empty_masks": empty,
+        "notes": notes,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few human-readable lines."""
+    counts = summary["counts"]
+    lines = [
+        f"dataset {summary['root']}: OK",
+        f"  pairs: {counts['pairs']}  (train {counts['train']}, val {counts['val']}, test {counts['test']}; "
+        f"split: {summary['split_source']})",
+        "  image sizes: " + ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items()),
+        "  image modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()),
+        "  mask classes (pixels): "
+        + ", ".join(
+            f"{c}: {n} ({summary['class_share'][c]:.1%})" for c, n in summary["class_pixels"].items()
+        ),
+        f"  foreground share: {summary['foreground_share']:.2%}; masks without foreground: "
+        f"{summary['empty_masks']} of {counts['pairs']}",
+    ]
+    lines += [f"  note: {n}" for n in summary["notes"]]
+    return "\n".join(lines)
+
+
+def check_dataset_config(dataset: Any) -> dict[str, Any]:
+    """:func:`check_dataset` for a ``dataset`` config node (conf/dataset/*.yaml).
+
+    Generates the embedded synthetic set first when the config has a ``generator``.
+    """
+    root = Path(str(dataset.root))
+    generator = dataset.get("generator")
+    if generator:
+        from hydra.utils import instantiate
+
+        instantiate(generator).ensure(root)
+    elif not root.is_dir() and dataset.get("prepare_hint"):
+        raise DatasetError(f"dataset folder {root} does not exist. {dataset.prepare_hint}")
+    split = dataset.get("split")
+    return check_dataset(
+        root,
+        num_classes=int(dataset.get("num_classes", 2)),
+        mask_threshold=dataset.get("mask_threshold"),
+        split=None if split is None else {k: float(v) for k, v in split.items()},
+        split_seed=int(dataset.get("split_seed", 0)),
+        splits_file=str(dataset.get("splits_file", "splits.json")),
+    )

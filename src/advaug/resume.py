@@ -1,0 +1,83 @@
+"""Which checkpoint a run resumes from, and the guard against overwriting a finished run.
+
+``ckpt_path`` accepts:
+
+* ``null``: start fresh, unless this run folder (a fixed ``hydra.run.dir``) holds an unfinished
+  run, i.e. ``checkpoints/last.ckpt`` but no ``metrics.json``: then it resumes ("rerun the same
+  command after a kill");
+* a file: resume from it;
+* ``last``: the newest ``checkpoints/last.ckpt`` of the same output tree
+  (``logs/<task>/runs/*/`` for a run, ``logs/<task>/multiruns/*/<same job subdir>/`` in a sweep).
+
+``resume_dir=<run folder>`` is short for ``ckpt_path=<run folder>/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from advaug.errors import ConfigError
+from advaug.runs import METRICS_FILE, is_completed, read_status
+from advaug.utils.distributed import in_multirun
+
+log = logging.getLogger(__name__)
+
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+def latest_last_checkpoint(output_dir: str | Path, multirun: bool = False) -> Path | None:
+    """The newest ``checkpoints/last.ckpt`` among sibling run folders of ``output_dir``."""
+    out = Path(output_dir)
+    if multirun:  # .../multiruns/<time>/<job subdir>: the same job of earlier sweeps
+        candidates = out.parent.parent.glob(f"*/{out.name}/{LAST.as_posix()}")
+    else:  # .../runs/<time>
+        candidates = out.parent.glob(f"*/{LAST.as_posix()}")
+    found = [p for p in candidates if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """The checkpoint ``train`` resumes from (see the module docstring), or None for a fresh start.
+
+    Raises :class:`ConfigError` when the output folder already holds a completed run, or when the
+    requested checkpoint does not exist.
+    """
+    out = Path(cfg.paths.output_dir)
+    if is_completed(out):
+        raise ConfigError(
+            f"{out / METRICS_FILE}: this folder already holds a completed run; results are never "
+            "overwritten. Choose another hydra.run.dir (or leave it at its timestamped default)."
+        )
+    requested = cfg.get("ckpt_path")
+    resume_dir = cfg.get("resume_dir")
+    if requested and resume_dir:
+        raise ConfigError(f"ckpt_path={requested} and resume_dir={resume_dir}: give one of them, not both.")
+    if resume_dir:
+        path = Path(resume_dir) / LAST
+        if not path.is_file():
+            raise ConfigError(
+                f"resume_dir={resume_dir}: {path} does not exist. Point resume_dir at a run folder "
+                "(logs/<task>/runs/<time>) that has checkpoints/last.ckpt."
+            )
+        return str(path)
+    if requested == "last":
+        path = latest_last_checkpoint(out, in_multirun())
+        if path is None:
+            raise ConfigError(
+                f"ckpt_path=last: no checkpoints/last.ckpt in any run folder next to {out}. "
+                "Give the checkpoint file instead: ckpt_path=<run>/checkpoints/last.ckpt."
+            )
+        log.info("ckpt_path=last: resuming from %s", path)
+        return str(path)
+    if requested:
+        if not Path(requested).is_file():
+            raise ConfigError(f"ckpt_path={requested}: no such file. Give a .ckpt file, or ckpt_path=last.")
+        return str(requested)
+    own = out / LAST
+    if own.is_file() and read_status(out) is None:  # killed before the end: continue it
+        log.info("%s holds an unfinished run: resuming from %s", out, own)
+        return str(own)
+    return None

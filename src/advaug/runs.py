@@ -1,0 +1,51 @@
+"""The status of a run folder, as told by its ``metrics.json``.
+
+A run folder is *complete* only when ``metrics.json`` says ``"status": "completed"`` (written
+atomically as the last step of ``train``). A failed run says ``"status": "failed"`` with the
+message; a killed run has no ``metrics.json`` at all. Reports and sweeps rely on this.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from advaug.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
+
+
+def read_status(run_dir: str | Path) -> dict[str, Any] | None:
+    """The parsed ``metrics.json`` of ``run_dir``, or None when it is absent or unreadable."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_completed(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (its results must never be overwritten)."""
+    status = read_status(run_dir)
+    return bool(status) and status.get("status") == COMPLETED
+
+
+def record_failure(
+    run_dir: str | Path, exc: BaseException, status: str = FAILED, **extra: Any
+) -> Path | None:
+    """Write ``metrics.json`` with ``status`` and the error message, atomically.
+
+    Never replaces the record of a completed run (returns None then).
+    """
+    run_dir = Path(run_dir)
+    if is_completed(run_dir):
+        log.warning("%s already holds a completed run; its metrics.json is left as it is", run_dir)
+        return None
+    record = {"status": status, "error": str(exc), "error_type": type(exc).__name__, **extra}
+    return atomic_write_json(run_dir / METRICS_FILE, record)

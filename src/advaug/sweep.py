@@ -1,0 +1,88 @@
+"""``<sweep dir>/summary.json``: which jobs of a Hydra multirun finished, failed, or never ended.
+
+Hydra 1.3's basic launcher stops a sweep at the first job that raises ``SystemExit`` and re-raises
+any other job exception after the batch; ``advaug.cli.run_entry`` therefore records a failing
+job's error in its ``metrics.json`` and returns, and this Hydra callback collects the statuses
+once the sweep is over (also for the joblib launcher, whose jobs run in other processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from advaug.runs import COMPLETED, read_status
+from advaug.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+
+
+def _overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        return [str(o) for o in OmegaConf.load(path)]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
+    """Status of every job folder (one with ``.hydra/``) below ``sweep_dir``, sorted by name.
+
+    ``ok``: metrics.json says completed; ``failed``: it says failed (with the message);
+    ``incomplete``: no metrics.json (killed, or still running).
+    """
+    sweep_dir = Path(sweep_dir)
+    jobs = []
+    for job_dir in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        status = read_status(job_dir) or {}
+        state = status.get("status")
+        entry: dict[str, Any] = {
+            "job": job_dir.name,
+            "overrides": _overrides(job_dir),
+            "status": "ok" if state == COMPLETED else ("incomplete" if state is None else state),
+        }
+        if state == COMPLETED:
+            entry["test"] = status.get("test", {})
+        elif state is not None:
+            entry["error"] = status.get("error")
+        jobs.append(entry)
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job["status"]] = counts.get(job["status"], 0) + 1
+    return {"sweep_dir": str(sweep_dir), "counts": counts, "jobs": jobs}
+
+
+def write_summary(sweep_dir: str | Path) -> dict[str, Any]:
+    """Write ``summary.json`` into ``sweep_dir`` (atomically) and return it."""
+    summary = summarize_sweep(sweep_dir)
+    atomic_write_json(Path(sweep_dir) / SUMMARY_FILE, summary)
+    return summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, write ``summary.json`` and exit with status 1 if any job
+    did not complete (so scripts and CI notice), naming the failed jobs on stderr."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        summary = write_summary(sweep_dir)
+        bad = [j for j in summary["jobs"] if j["status"] != "ok"]
+        log.info("sweep summary: %s -> %s", summary["counts"], sweep_dir / SUMMARY_FILE)
+        if bad:
+            for job in bad:
+                print(f"error: sweep job {job['job']} {job['status']}: {job.get('error')}", file=sys.stderr)
+            print(
+                f"error: {len(bad)} of {len(summary['jobs'])} sweep jobs did not complete; the others kept "
+                f"their results. See {sweep_dir / SUMMARY_FILE}.",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)

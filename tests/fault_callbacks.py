@@ -1,0 +1,46 @@
+"""Test-only Lightning callbacks that inject faults (imported by ``_target_`` from tests and from
+subprocess runs with ``PYTHONPATH=tests``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class NanLoss(L.Callback):
+    """Turns the input batch into NaN from epoch ``at_epoch`` on, so the loss becomes NaN."""
+
+    def __init__(self, at_epoch: int = 1) -> None:
+        self.at_epoch = int(at_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch >= self.at_epoch:
+            batch["image"].fill_(float("nan"))
+
+
+class PauseOnce(L.Callback):
+    """At ``epoch``/``batch``: write ``marker`` and sleep (so a test can kill the process
+    mid-epoch). Does nothing once the marker exists, so rerunning the same command goes on."""
+
+    def __init__(self, marker: str, epoch: int = 1, batch: int = 1, seconds: float = 120.0) -> None:
+        self.marker, self.epoch, self.batch, self.seconds = Path(marker), int(epoch), int(batch), seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            time.sleep(self.seconds)
+
+
+class RandomPool(L.Callback):
+    """Fills the DataModule's extra pool with noise from the *global* torch RNG after every epoch:
+    a resumed run matches only if both the pool and the RNG state are restored."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        images, masks = trainer.datamodule.train_images()
+        k = max(1, len(images) // 2)
+        noisy = (images[:k] + 0.2 * torch.randn_like(images[:k])).clamp(0, 1)
+        trainer.datamodule.set_extra(noisy, masks[:k])

@@ -1,0 +1,104 @@
+"""``advaug.data.check`` and ``src/check_data.py``: a dataset folder validated up front."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image
+from test_folder import write_pair
+
+from advaug.data.check import check_dataset, format_summary
+from advaug.errors import DatasetError
+
+
+def test_summary_of_phantoms(phantom_root):
+    summary = check_dataset(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
+    assert summary["counts"] == {"pairs": 16, "train": 8, "val": 4, "test": 4}
+    assert summary["sizes"] == {"32x32": 16} and summary["modes"] == {"L": 16}
+    fg = sum(int((np.asarray(Image.open(p)) == 255).sum()) for p in (phantom_root / "masks").glob("*.png"))
+    assert summary["class_pixels"] == {"0": 16 * 32 * 32 - fg, "1": fg}
+    assert summary["foreground_share"] == pytest.approx(fg / (16 * 32 * 32))
+    text = format_summary(summary)
+    assert "pairs: 16" in text and "32x32 (16)" in text and "foreground share" in text
+
+
+def test_mixed_grayscale_and_rgb_is_a_note_not_an_error(tmp_path):
+    for i in range(3):
+        write_pair(tmp_path, f"g{i}")
+        write_pair(tmp_path, f"c{i}", image=np.full((20, 24, 3), 50, np.uint8))
+    summary = check_dataset(tmp_path)
+    assert summary["modes"] == {"L": 3, "RGB": 3}
+    assert any("mixed" in n for n in summary["notes"])
+
+
+def _truncate(root):
+    data = (root / "images" / "b.png").read_bytes()
+    (root / "images" / "b.png").write_bytes(data[: len(data) // 2])
+
+
+def _bad_values(root):
+    mask = np.zeros((20, 24), np.uint8)
+    mask[0, 0] = 77
+    Image.fromarray(mask).save(root / "masks" / "b.png")
+
+
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda r: (r / "masks" / "b.png").unlink(), r"b\.png has no mask"),
+        (lambda r: (r / "images" / "c.png").unlink(), r"c\.png has no image"),
+        (lambda r: (r / "images" / "readme.txt").write_text("x"), r"readme\.txt: not an image"),
+        (_truncate, r"b\.png: cannot decode"),
+        (
+            lambda r: Image.fromarray(np.zeros((8, 8), np.uint8)).save(r / "masks" / "b.png"),
+            r"b\.png: mask is 8x8",
+        ),
+        (_bad_values, r"b\.png: mask values \{0, 77\}"),
+    ],
+)
+def test_every_bad_file_is_named(tmp_path, break_it, message):
+    for name in "abcd":
+        write_pair(tmp_path, name)
+    break_it(tmp_path)
+    with pytest.raises(DatasetError, match=message):
+        check_dataset(tmp_path, split={"train": 2, "val": 1, "test": 1})
+
+
+def test_empty_split_after_splitting(tmp_path):
+    write_pair(tmp_path, "a")
+    write_pair(tmp_path, "b")
+    with pytest.raises(DatasetError, match="'val' split is empty"):
+        check_dataset(tmp_path, split={"train": 0.7, "val": 0.15, "test": 0.15})
+
+
+def run_check(args, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / "check_data.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_script_prints_summary_or_one_error_line(tmp_path, phantom_root):
+    ok = run_check(
+        ["dataset=folder", f"dataset.root={phantom_root}", "dataset.split={train: 8, val: 4, test: 4}"],
+        tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "pairs: 16  (train 8, val 4, test 4" in ok.stdout and "mask classes" in ok.stdout
+    bad = tmp_path / "bad"
+    for name in "abc":
+        write_pair(bad, name)
+    (bad / "masks" / "b.png").unlink()
+    proc = run_check(["dataset=folder", f"dataset.root={bad}"], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "b.png has no mask" in lines[0] and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]  # the check wrote nothing

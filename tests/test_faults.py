@@ -1,0 +1,164 @@
+"""Faults: a diverging loss stops the run cleanly, a killed run resumes exactly, results are
+never overwritten."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, TINY, compose_config
+
+from advaug.cli import run_entry
+from advaug.errors import ConfigError
+from advaug.resume import latest_last_checkpoint, resolve_ckpt_path
+from advaug.training import train
+
+FAST = ["robustness.enabled=false"]
+
+
+def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides, capsys):
+    cfg = compose_config(
+        [
+            *tiny_overrides,
+            *FAST,
+            "trainer.max_epochs=3",
+            "+callbacks.nan._target_=fault_callbacks.NanLoss",
+            "+callbacks.nan.at_epoch=1",
+        ],
+        tmp_path,
+    )
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry(train, cfg, output_dir=out)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: loss became nan at epoch 1, step 2 (batch 0)")
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error_type"] == "TrainingDivergedError"
+    assert "epoch 1, step 2" in record["error"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and last["global_step"] == 2  # the end of the last good epoch
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_failure_record_never_replaces_a_completed_run(tmp_path):
+    from advaug.runs import record_failure
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed", "test": {"test/miou": 0.5}}))
+    assert record_failure(tmp_path, RuntimeError("boom")) is None
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
+def _cfg(tmp_path, out, **keys):
+    cfg = compose_config([f"{k}={v}" for k, v in keys.items()], tmp_path)
+    cfg.paths.output_dir = str(out)
+    return cfg
+
+
+def _fake_run(run_dir, mtime, status=None):
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    os.utime(ckpt, (mtime, mtime))
+    if status:
+        (run_dir / "metrics.json").write_text(json.dumps({"status": status}))
+    return ckpt
+
+
+def test_resume_resolution(tmp_path):
+    runs = tmp_path / "logs" / "train" / "runs"
+    older = _fake_run(runs / "2024-01-01_00-00-00", 1_000)
+    newer = _fake_run(runs / "2024-01-02_00-00-00", 2_000)
+    fresh = runs / "2024-01-03_00-00-00"
+    assert resolve_ckpt_path(_cfg(tmp_path, fresh)) is None
+    assert resolve_ckpt_path(_cfg(tmp_path, fresh, ckpt_path="last")) == str(newer)
+    assert resolve_ckpt_path(_cfg(tmp_path, fresh, ckpt_path=older)) == str(older)
+    assert resolve_ckpt_path(_cfg(tmp_path, fresh, resume_dir=older.parents[1])) == str(older)
+    # rerunning in a fixed run folder that was killed (last.ckpt, no metrics.json) continues it
+    assert resolve_ckpt_path(_cfg(tmp_path, newer.parents[1])) == str(newer)
+    # ... but a failed run starts afresh, and a completed one is never overwritten
+    _fake_run(runs / "failed", 3_000, status="failed")
+    assert resolve_ckpt_path(_cfg(tmp_path, runs / "failed")) is None
+    _fake_run(runs / "done", 4_000, status="completed")
+    with pytest.raises(ConfigError, match="already holds a completed run"):
+        resolve_ckpt_path(_cfg(tmp_path, runs / "done"))
+    with pytest.raises(ConfigError, match="ckpt_path=.*nope.ckpt: no such file"):
+        resolve_ckpt_path(_cfg(tmp_path, fresh, ckpt_path=tmp_path / "nope.ckpt"))
+    with pytest.raises(ConfigError, match="resume_dir=.*does not exist"):
+        resolve_ckpt_path(_cfg(tmp_path, fresh, resume_dir=tmp_path))
+    with pytest.raises(ConfigError, match="ckpt_path=last: no checkpoints/last.ckpt"):
+        resolve_ckpt_path(_cfg(tmp_path, tmp_path / "elsewhere" / "x", ckpt_path="last"))
+    # a sweep job looks for the same job folder of earlier sweeps
+    multi = tmp_path / "multiruns"
+    job = _fake_run(multi / "t1" / "0_seed=1", 1_000)
+    _fake_run(multi / "t1" / "1_seed=2", 5_000)
+    assert latest_last_checkpoint(multi / "t2" / "0_seed=1", multirun=True) == job
+
+
+def comparable(metrics):
+    """The results of a run without wall-clock timings and paths."""
+    history = [
+        {k: v for k, v in r.items() if not k.startswith("train/") or k == "train/loss"}
+        for r in metrics["history"]
+    ]
+    return {
+        "test": metrics["test"],
+        "history": history,
+        "epochs": metrics["epochs"],
+        "best_val_miou": metrics["best_val_miou"],
+    }
+
+
+RESUME = [
+    *TINY,
+    *FAST,
+    "trainer.max_epochs=3",
+    "trainer.deterministic=true",
+    "+callbacks.pool._target_=fault_callbacks.RandomPool",
+]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_metrics(tmp_path, tiny_overrides):
+    reference = train(compose_config([*tiny_overrides, *RESUME], tmp_path / "ref"))
+
+    run = tmp_path / "run"
+    marker = tmp_path / "paused"
+    args = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        *RESUME,
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run}",
+        "+callbacks.pause._target_=fault_callbacks.PauseOnce",
+        f"+callbacks.pause.marker={marker}",
+        "+callbacks.pause.epoch=2",
+        "+callbacks.pause.batch=1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "no pause"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 3 (0-based 2), after its first batch
+    proc.wait()
+    proc.stderr.close()
+    assert not (run / "metrics.json").exists()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    rerun = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "holds an unfinished run: resuming" in rerun.stdout + rerun.stderr
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["status"] == "completed"
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    assert comparable(resumed) == comparable(reference)
+    print("reference", reference["test"], "\nresumed  ", resumed["test"])

@@ -1,0 +1,71 @@
+"""Multirun: a failing job is recorded in <sweep dir>/summary.json while the others complete;
+rerunning into the same sweep folder skips completed jobs instead of overwriting them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, TINY
+
+from advaug.sweep import summarize_sweep
+
+
+def _job(sweep, name, record=None, overrides=()):
+    (sweep / name / ".hydra").mkdir(parents=True)
+    (sweep / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if record is not None:
+        (sweep / name / "metrics.json").write_text(json.dumps(record))
+
+
+def test_summary_lists_ok_failed_and_incomplete_jobs(tmp_path):
+    _job(tmp_path, "0_seed=0", {"status": "completed", "test": {"test/miou": 0.7}}, ["seed=0"])
+    _job(tmp_path, "1_seed=1", {"status": "failed", "error": "loss became nan at epoch 1"}, ["seed=1"])
+    _job(tmp_path, "2_seed=2", None, ["seed=2"])
+    (tmp_path / "not_a_job").mkdir()
+    summary = summarize_sweep(tmp_path)
+    assert summary["counts"] == {"ok": 1, "failed": 1, "incomplete": 1}
+    ok, failed, incomplete = summary["jobs"]
+    assert ok == {"job": "0_seed=0", "overrides": ["seed=0"], "status": "ok", "test": {"test/miou": 0.7}}
+    assert failed["status"] == "failed" and failed["error"] == "loss became nan at epoch 1"
+    assert incomplete["status"] == "incomplete"
+
+
+@pytest.mark.slow
+def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        "-m",
+        *TINY,
+        "robustness.enabled=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={sweep}",
+        "+callbacks.nan._target_=fault_callbacks.NanLoss",
+        "trainer.max_epochs=1,-1",
+        "+callbacks.nan.at_epoch=0,9",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "3 of 4 sweep jobs did not complete" in proc.stderr and "Traceback" not in proc.stderr
+    summary = json.loads((sweep / "summary.json").read_text())
+    swept = ("trainer.max_epochs=", "+callbacks.nan.at_epoch=")
+    by_overrides = {tuple(o for o in j["overrides"] if o.startswith(swept)): j for j in summary["jobs"]}
+    ok = by_overrides[("trainer.max_epochs=1", "+callbacks.nan.at_epoch=9")]
+    nan = by_overrides[("trainer.max_epochs=1", "+callbacks.nan.at_epoch=0")]
+    assert ok["status"] == "ok" and 0 <= ok["test"]["test/miou"] <= 1
+    assert nan["status"] == "failed" and "loss became nan at epoch 0" in nan["error"]
+    bad = [j for o, j in by_overrides.items() if "trainer.max_epochs=-1" in o]
+    assert len(bad) == 2 and all("trainer.max_epochs=-1" in j["error"] for j in bad)
+    kept = (sweep / ok["job"] / "metrics.json").read_text()
+    assert json.loads(kept)["status"] == "completed"
+
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1
+    assert "already holds a completed run: skipped" in again.stdout + again.stderr
+    assert (sweep / ok["job"] / "metrics.json").read_text() == kept  # untouched, not retrained
+    assert json.loads((sweep / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 3}
