@@ -1,0 +1,234 @@
+"""Scale and operations: DDP (2 CPU processes), parallel sweeps, W&B offline, the Dockerfile."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import wandb
+from conftest import ROOT, TINY, compose_config
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+from packaging.requirements import Requirement
+from packaging.version import Version
+from test_train import run_script
+
+from advaug.errors import ConfigError
+from advaug.training import train
+
+# subprocess runs: no robustness grid, one epoch, so that a job costs seconds
+FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
+
+
+def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
+    return [
+        f"paths.data_dir={data or tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        *TINY,
+        *FAST,
+    ]
+
+
+# -- DDP ---------------------------------------------------------------------------------------
+
+
+def test_ddp_inside_a_sweep_is_refused_before_it_forks(tmp_path, tiny_overrides):
+    cfg = compose_config([*tiny_overrides, "trainer=ddp_cpu", "hydra.mode=MULTIRUN"], tmp_path)
+    with pytest.raises(ConfigError, match="inside a Hydra sweep"):
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_ddp_configs_compose(tmp_path):
+    gpu = compose_config(["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"], tmp_path).trainer
+    assert (gpu.accelerator, gpu.devices, gpu.num_nodes, gpu.precision) == ("gpu", 4, 2, "bf16-mixed")
+    assert gpu.sync_batchnorm and gpu.use_distributed_sampler
+    assert gpu.strategy._target_.endswith("DDPStrategy")
+    cpu = compose_config(["trainer=ddp_cpu"], tmp_path).trainer
+    assert (cpu.accelerator, cpu.devices, cpu.strategy.process_group_backend) == ("cpu", 2, "gloo")
+    assert not cpu.sync_batchnorm  # torch's SyncBatchNorm refuses CPU modules
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_one_process(tmp_path, phantom_root):
+    # 8 train / 3 val / 5 test: uneven shards, so exactly-once evaluation is exercised.
+    # One process with batch 8 vs two with batch 4 each: the same global batch per step.
+    split = "dataset.split={train: 0.5, val: 0.1875, test: 0.3125}"
+    common = ["dataset=folder", f"dataset.root={phantom_root}", split, "trainer.max_epochs=3"]
+    results = {}
+    for name, extra in {
+        "one": ["trainer=cpu", "batch_size=8"],
+        "ddp": ["trainer=ddp_cpu", "batch_size=4"],
+    }.items():
+        args = [*script_args(tmp_path / name), *common, *extra]
+        proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (run,) = list((tmp_path / name / "logs" / "train" / "runs").iterdir())  # children: same dir
+        results[name] = (run, json.loads((run / "metrics.json").read_text()))
+
+    run, ddp = results["ddp"]
+    _, one = results["one"]
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in rank 0's run dir
+    assert not (run / ".pl_hydra_rank_1").exists() and len(list(run.glob("**/config.yaml"))) == 1
+    assert ddp["splits"] == one["splits"] == {"train": 8, "val": 3, "test": 5}
+    # both processes together saw the whole train split each epoch
+    assert [r["train/samples"] for r in ddp["history"][1:]] == [8, 8, 8]
+    # epoch 0: same initial weights; metrics gathered over ranks with every val image counted once
+    for key in ("val/loss", "val/miou", "val/iou_fg", "val/dice"):
+        assert ddp["history"][0][key] == pytest.approx(one["history"][0][key], abs=1e-5), key
+    # after training: BatchNorm statistics are per rank on CPU (4 vs 8 images), so close, not equal
+    assert ddp["history"][-1]["train/loss"] == pytest.approx(one["history"][-1]["train/loss"], abs=0.05)
+    for key in ("test/loss", "test/miou"):
+        assert ddp["test"][key] == pytest.approx(one["test"][key], abs=0.1), key
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+def test_sweep_over_aug_dataset_eps_seed_has_one_dir_per_job(tmp_path):
+    sweep = ["aug=fgsm,invfgsm", "dataset=synthetic,folder", "aug.eps=0.05,0.1", "seed=0,1"]
+    parsed = OverridesParser.create().parse_overrides(sweep)
+    (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    assert len(jobs) == 16
+    dirs = set()
+    for num, job in enumerate(jobs):
+        cfg = compose_config([*job, "dataset.root=/x", f"hydra.job.num={num}"], tmp_path)
+        hydra = cfg.hydra
+        path = Path(hydra.sweep.dir) / hydra.sweep.subdir
+        assert path.name.startswith(f"{num}_")
+        assert all(o in str(path) for o in job)  # every swept value is in the folder name
+        dirs.add(path)
+    assert len(dirs) == 16
+    # no job folder lies inside another job's folder
+    assert not any(a != b and b.is_relative_to(a) for a in dirs for b in dirs)
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *script_args(tmp_path)]
+    proc = run_script(args, cwd=tmp_path, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    (sweep,) = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
+    assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]
+    assert sorted(json.loads((j / "metrics.json").read_text())["seed"] for j in jobs) == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path, phantom_root):
+    roots = f"dataset.root={tmp_path / 'missing'},{phantom_root}"
+    args = [a for a in script_args(tmp_path) if "generator" not in a]
+    proc = run_script(["-m", "dataset=folder", roots, *args], cwd=tmp_path, timeout=400)
+    assert proc.returncode != 0  # the sweep reports the failure ...
+    assert "does not exist" in proc.stderr
+    (sweep,) = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    status = {
+        p.name.split("_")[0]: json.loads((p / "metrics.json").read_text())["status"]
+        for p in sweep.iterdir()
+        if (p / "metrics.json").is_file()
+    }
+    assert status.get("0") != "completed" and status["1"] == "completed"  # ... after job 1 ran to the end
+
+
+def test_slurm_launcher_example_composes():
+    proc = run_script(["hydra/launcher=slurm_gpu", "--cfg", "hydra", "--package", "hydra.launcher"], ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    launcher = OmegaConf.create(proc.stdout)  # the plugin's schema with our values on top
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.gpus_per_node == launcher.tasks_per_node == 1
+
+
+# -- W&B ---------------------------------------------------------------------------------------
+
+
+def test_wandb_names_follow_the_sweep(tmp_path):
+    cfg = compose_config(
+        ["logger=wandb", "aug=invfgsm", "aug.eps=0.05", "seed=3", "task_name=paper"], tmp_path
+    )
+    logger = cfg.logger.wandb
+    assert (logger.name, logger.group, logger.offline) == ("invfgsm-synthetic-eps0.05-seed3", "paper", True)
+    assert "csv" in cfg.logger  # W&B comes on top of the CSV log, not instead
+
+
+def test_wandb_offline_run_has_config_history_and_figures(tmp_path, tiny_overrides, monkeypatch):
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [
+        *tiny_overrides,
+        "logger=wandb",
+        "trainer.max_epochs=1",
+        "robustness.methods=[fgsm]",
+        "robustness.eps=[0.01]",
+        "robustness.max_batches=1",
+    ]
+    cfg = compose_config(overrides, tmp_path)
+    metrics = train(cfg)
+    wandb.teardown()  # waits for the wandb-core service to flush the event log (as at process exit)
+    out = tmp_path / "run"
+    assert (out / "figures" / "samples.png").is_file()
+    (run_dir,) = list((out / "wandb").glob("offline-run-*"))
+    # wandb >= 0.19 keeps config, history and summary in the run's event log (what `wandb sync`
+    # uploads) rather than in files/*.yaml|json when offline: look for them there
+    (events,) = list(run_dir.glob("run-*.wandb"))
+    log = events.read_bytes()
+    for expected in (
+        "decoder_channels",
+        "none-synthetic-eps0-seed1234",
+        "val/miou",
+        "test/miou",
+        "best_val_miou",
+    ):
+        assert expected.encode() in log, expected
+    assert list((run_dir / "files" / "media" / "images" / "figures").glob("samples_*.png"))
+    assert metrics["test"]["test/miou"] >= 0
+    assert (out / "csv" / "hparams.yaml").is_file()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+# -- Docker ------------------------------------------------------------------------------------
+
+
+def _dockerfile() -> str:
+    # join continuation lines so each instruction is one line
+    return re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+
+
+def test_dockerfile_installs_the_project_not_a_separate_list():
+    text = _dockerfile()
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert installs, "the Dockerfile must pip install the project"
+    for line in installs:
+        args = line.split("pip install", 1)[1].split("&&")[0].split()
+        packages = [a for a in args if not a.startswith("-")]
+        assert packages == ["."] or packages == [".[cluster]"], f"hand-written requirements in: {line}"
+    assert "COPY pyproject.toml" in text
+    assert re.search(r'ENTRYPOINT \["python", "src/train.py"\]', text)
+    volumes = re.search(r"VOLUME (\[.*\])", text)
+    assert volumes and set(json.loads(volumes.group(1))) >= {
+        "/workspace/advaug/logs",
+        "/workspace/advaug/data",
+    }
+
+
+def test_dockerfile_base_image_torch_satisfies_pyproject():
+    base = re.search(
+        r"^FROM pytorch/pytorch:(\d+\.\d+\.\d+)-cuda[\d.]+-cudnn\d+-runtime", _dockerfile(), re.M
+    )
+    assert base, "base image must be an official pytorch/pytorch CUDA runtime tag"
+    # (tomllib is 3.11+; the project supports 3.10): the one "torch..." requirement string
+    (spec,) = re.findall(r'"(torch\s*[<>=!~][^"]*)"', (ROOT / "pyproject.toml").read_text())
+    torch = Requirement(spec)
+    assert Version(base.group(1)) in torch.specifier, (base.group(1), str(torch.specifier))
+
+
+def test_dockerignore_keeps_sources():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert not {"src", "conf", "src/advaug", "**/data"} & set(ignored)
