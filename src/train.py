@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run without installi
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from advaug.cli import run_entry  # noqa: E402
+from advaug.cli import check_choices, run_entry  # noqa: E402
 from advaug.training import train  # noqa: E402
 from advaug.utils.config import register_resolvers  # noqa: E402
 
@@ -24,9 +24,10 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_entry(train, cfg)
-    return metrics["test"].get("test/miou")
+    metrics = run_entry(train, cfg, output_dir=cfg.paths.output_dir)
+    return None if metrics is None else metrics.get("test", {}).get("test/miou")  # None: failed sweep job
 
 
 if __name__ == "__main__":
+    check_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")  # one-line error
     main()

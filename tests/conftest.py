@@ -42,6 +42,8 @@ TINY = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
     "model.net.decoder_channels=[32,16,16,8,8]",
+    # keep the end-of-run robustness grid cheap in tests (it still runs)
+    "robustness.pgd_steps=2",
 ]
 
 

@@ -5,18 +5,75 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from advaug.errors import AdvaugError
+from advaug.runs import is_completed, read_status, record_failure
+from advaug.utils.distributed import in_multirun, is_rank_zero
 
 log = logging.getLogger("advaug")
 
 
-def run_entry(fn: Callable[[Any], Any], cfg: Any) -> Any:
-    """Call ``fn(cfg)``; on an :class:`AdvaugError` log its message and exit with status 2."""
+def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None = None) -> Any:
+    """Call ``fn(cfg)``; on an :class:`AdvaugError` log its message and exit with status 2.
+
+    With ``output_dir`` (the run folder of a training-like entry) a failure is also recorded there
+    as ``metrics.json`` ``{"status": "failed", "error": ...}`` (atomically), and inside a Hydra
+    sweep a failing job returns None instead of raising, so the other jobs run and keep their
+    results (``advaug.sweep.SweepSummary`` reports it); a sweep job whose folder already holds a
+    completed run is skipped.
+    """
+    multirun = in_multirun()
+    output_dir = output_dir if is_rank_zero() else None  # one writer under DDP
+    if output_dir is not None and multirun and is_completed(output_dir):
+        log.info("%s already holds a completed run: skipped", output_dir)
+        return read_status(output_dir)
     try:
         return fn(cfg)
     except AdvaugError as exc:
+        if output_dir is not None:
+            record_failure(output_dir, exc)
         log.error("%s: %s", type(exc).__name__, exc)
         print(f"error: {exc}", file=sys.stderr)
+        if multirun:
+            if output_dir is not None:
+                return None  # recorded; the sweep goes on
+            raise  # Hydra marks only this sweep job failed, runs the others, and reports it at the end
         raise SystemExit(2) from None
+    except Exception as exc:
+        if output_dir is None:
+            raise
+        record_failure(output_dir, exc)
+        if multirun:  # an unexpected error: full traceback into the job's log, then the next job
+            log.exception("sweep job failed")
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
+        raise
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit from Lightning's Ctrl-C handler
+        if output_dir is not None:
+            record_failure(output_dir, exc, status="interrupted")
+        raise
+
+
+def check_choices(argv: list[str], conf_dir: str | Path) -> None:
+    """Refuse ``group=choice`` overrides naming no ``conf/<group>/<choice>.yaml`` in one line (exit 2).
+
+    Hydra refuses them too, but with a multi-line message; this runs before ``@hydra.main``.
+    Sweep lists (``aug=fgsm,foo``) are checked item by item; other override syntax is left to Hydra.
+    """
+    conf_dir = Path(conf_dir)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+")
+        if not sep or "." in key or "/" in key or not (conf_dir / key).is_dir() or "(" in value:
+            continue
+        options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml") if not p.stem.startswith("_"))
+        for choice in value.split(","):
+            if choice and choice != "null" and not (conf_dir / key / f"{choice}.yaml").is_file():
+                print(
+                    f"error: {key}={choice}: no such choice (no conf/{key}/{choice}.yaml). "
+                    f"Available: {', '.join(options)}.",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)

@@ -12,6 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advaug.callbacks.metrics_history import MetricsHistory
+from advaug.config_checks import check_config
+from advaug.loggers import finish_wandb, log_config
+from advaug.resume import resolve_ckpt_path
+from advaug.utils.distributed import check_launch, is_rank_zero
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -48,22 +52,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.time()
     out = Path(cfg.paths.output_dir)
+    check_config(cfg)  # bad values fail here, before anything is built or written
+    ckpt_path = resolve_ckpt_path(cfg)  # None, or the checkpoint to resume (docs/troubleshooting.md)
     out.mkdir(parents=True, exist_ok=True)
     run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose API adds `hydra`
-    atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(run_cfg, resolve=True))
+    if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
+        atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(run_cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule, model, trainer = build(cfg)
-    if cfg.get("validate_before_training", True) and not cfg.get("ckpt_path"):
+    check_launch(trainer)
+    log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
+    if cfg.get("validate_before_training", True) and not ckpt_path:
         trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
     test: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
     if cfg.get("test", True):
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        results = trainer.test(
+            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
+        )
         test = {k: float(v) for k, v in results[0].items()} if results else {}
+    if cfg.get("robustness") and cfg.robustness.get("enabled") and trainer.is_global_zero:
+        from advaug.evaluation import load_weights, run_robustness
+
+        meta = {"source": "train", "ckpt_path": best, **{k: cfg.get(k) for k in ("task_name", "seed")}}
+        meta.update(dataset=cfg.dataset.get("name"), aug=cfg.aug.get("name"))
+        robust_model = load_weights(model, best) if best else model  # the best checkpoint, as for test
+        run_robustness(cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device)
 
     metrics = {
         "status": "completed",
@@ -85,4 +103,5 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_json(out / "metrics.json", metrics)
         log.info("test: %s", "  ".join(f"{k}={v:.4f}" for k, v in test.items()))
         log.info("outputs written to %s", out)
+    finish_wandb(trainer, out, {k: metrics[k] for k in ("best_val_miou", "epochs", "wall_time_s")} | test)
     return metrics

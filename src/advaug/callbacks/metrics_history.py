@@ -53,7 +53,8 @@ class MetricsHistory(L.Callback):
         self._t0, self._samples = time.perf_counter(), 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._samples += len(batch["image"])
+        # all ranks together: under DDP each rank sees an equal shard (DistributedSampler pads)
+        self._samples += len(batch["image"]) * trainer.world_size
 
     def _stop_clock(self, trainer: L.Trainer) -> None:
         if self._t0 is not None and self._samples:
@@ -78,4 +79,7 @@ class MetricsHistory(L.Callback):
         return {"history": list(self.history)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = list(state_dict.get("history", []))
+        # Merge, not replace: Lightning also restores callbacks when testing the best checkpoint,
+        # which would drop the epochs after it; a resumed run starts empty and gets them all.
+        known = {row["epoch"] for row in self.history}
+        self.history += [dict(r) for r in state_dict.get("history", []) if r["epoch"] not in known]

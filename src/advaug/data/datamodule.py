@@ -14,7 +14,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, ExtraPool
-from advaug.data.folder import SPLITS, find_pairs, load_pairs, read_splits, seeded_split
+from advaug.data.folder import SPLITS, find_pairs, load_pairs, resolve_splits
 from advaug.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,8 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         pairs = find_pairs(self.root)
         by_id = {p.id: p for p in pairs}
-        splits_path = self.root / self.splits_file
-        if splits_path.is_file():
-            self.ids = read_splits(splits_path, list(by_id))
-        else:
-            self.ids = seeded_split(list(by_id), self.split, self.split_seed)
+        self.ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file)
         for name in SPLITS:
-            if not self.ids[name]:
-                raise DatasetError(
-                    f"{self.root}: the '{name}' split is empty ({len(pairs)} pairs, split={self.split}). "
-                    "Add images or change dataset.split ratios / splits.json."
-                )
             self.data[name] = load_pairs(
                 [by_id[i] for i in self.ids[name]], self.image_size, self.num_classes, self.mask_threshold
             )

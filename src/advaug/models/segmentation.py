@@ -9,6 +9,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from advaug.errors import ConfigError, TrainingDivergedError
 from advaug.metrics import segmentation_metrics, summarize
@@ -62,6 +63,9 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last = channels_last
         self.metrics = nn.ModuleDict({s: segmentation_metrics(num_classes) for s in ("val", "test")})
+        # per-image mean loss as a metric: its float (sum, weight) states sync exactly under DDP,
+        # also for uneven shards, where Lightning's sync_dist mean truncates its integer counts
+        self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -77,19 +81,30 @@ class SegmentationModule(L.LightningModule):
                 f"(batch {batch_idx}). Lower the learning rate (optim.optimizer.lr) or check the input data; "
                 "the last good checkpoint is kept in checkpoints/last.ckpt."
             )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        # sync_dist: under DDP the logged loss is the mean over ranks, not rank 0's shard alone
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(logits),
+            sync_dist=True,
+        )
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["mask"])
         self.metrics[stage].update(logits.argmax(1), batch["mask"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=False, batch_size=len(logits))
+        self.eval_loss[stage].update(loss, weight=len(logits))
+        self.log(f"{stage}/loss", self.eval_loss[stage], on_epoch=True, prog_bar=False)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        scores = summarize(self.metrics[stage].compute())
+        scores = summarize(self.metrics[stage].compute())  # torchmetrics already syncs across ranks
         self.metrics[stage].reset()
-        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=True)
+        # equal on every rank already; sync_dist only tells Lightning so (mean of equal values)
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -1,0 +1,165 @@
+"""Robustness grid (paper Table 2): a model scored clean and under attack, cell by cell.
+
+A *cell* is ``(method, eps, labels)``: ``method`` one of :data:`advaug.attacks.METHODS`,
+``eps`` on the [0, 1] image scale, ``labels`` the mask the attack differentiates against:
+``true`` (the ground truth, as in the paper) or ``pred`` (the model's own clean prediction, which
+leaks no label; InvFGSM with the true mask pushes the input toward the right answer). Every cell
+is scored with the training metrics (:mod:`advaug.metrics`) against the true mask.
+
+The functions here are plain PyTorch: they run outside Lightning's loops (the attacks lift
+``inference_mode`` themselves), so they work after ``trainer.test`` and from ``src/evaluate.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advaug.attacks import METHODS, LossFn, check_eps, eval_mode, perturb
+from advaug.errors import ConfigError, DatasetError
+from advaug.metrics import REPORTED, segmentation_metrics, summarize
+from advaug.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("fgsm", "inv_fgsm", "pgd")
+DEFAULT_EPS = (0.0012, 0.0118, 0.1176)  # 0.3, 3 and 30 over 255: the paper's Table 2
+LABELS = ("true", "pred")
+CLEAN = ("clean", 0.0, "none")
+MULTI_STEP = ("pgd", "inv_pgd")
+
+
+def normalize_grid(
+    methods: Iterable[str], eps: Iterable[float], labels: Iterable[str | bool], pgd_steps: int
+) -> tuple[list[str], list[float], list[str]]:
+    """Check a grid and return it as plain lists; errors name the config key and the fix.
+
+    ``labels`` accepts YAML's boolean ``true`` as the string ``"true"``.
+    """
+    methods = [str(m) for m in methods]
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(
+                f"robustness.methods: {m!r} is not an attack; choose from {', '.join(METHODS)}."
+            )
+    eps = [float(e) for e in eps]
+    for e in eps:
+        check_eps(e, "robustness.eps")
+    labels = [str(v).lower() for v in labels]
+    for v in labels:
+        if v not in LABELS:
+            raise ConfigError(f"robustness.labels: {v!r}: choose 'true' (ground truth) and/or 'pred'.")
+    if any(m in MULTI_STEP for m in methods) and int(pgd_steps) < 1:
+        raise ConfigError(f"robustness.pgd_steps={pgd_steps}: need at least 1 step.")
+    if methods and not (eps and labels):
+        raise ConfigError("robustness: methods given but eps or labels empty; list at least one of each.")
+    return methods, eps, labels
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    loader: Iterable[dict[str, torch.Tensor]],
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    eps: Sequence[float] = DEFAULT_EPS,
+    labels: Sequence[str] = LABELS,
+    pgd_steps: int = 10,
+    max_batches: int | None = None,
+    num_classes: int | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    loss_fn: LossFn | None = None,
+    precision: str = "fp32",
+) -> list[dict[str, Any]]:
+    """Score ``model`` on ``loader`` clean and for every cell of methods × eps × labels.
+
+    Returns one row per cell, the clean row first: ``method``, ``eps``, ``labels``, ``steps``,
+    the metrics of :data:`advaug.metrics.REPORTED`, ``delta_miou`` (cell minus clean), ``attack``
+    (the display name, e.g. ``pgd-10``),
+    ``zero_grad_fraction`` (mean over batches; a value near 1 means the attack did nothing) and
+    ``images``. The model is put in eval mode for the duration; its parameters are untouched.
+    """
+    methods, eps, labels = normalize_grid(methods, eps, labels, pgd_steps)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    num_classes = int(num_classes or model.num_classes)
+    cells = [CLEAN] + [(m, e, lab) for m in methods for e in eps for lab in labels]
+    scores = {cell: segmentation_metrics(num_classes).to(device) for cell in cells}
+    zero_grad: dict[tuple, list[float]] = {cell: [] for cell in cells}
+    generator = torch.Generator(device=device).manual_seed(int(seed))  # PGD random starts
+    images = 0
+    with eval_mode(model):
+        for index, batch in enumerate(loader):
+            if max_batches is not None and index >= max_batches:
+                break
+            x, y = batch["image"].to(device), batch["mask"].to(device)
+            with torch.no_grad():
+                pred = model(x).argmax(1)
+            scores[CLEAN].update(pred, y)
+            targets = {"true": y, "pred": pred}
+            for cell in cells[1:]:
+                method, e, lab = cell
+                result = perturb(
+                    model, x, targets[lab], e, method,
+                    steps=pgd_steps, loss_fn=loss_fn, precision=precision, generator=generator,
+                )  # fmt: skip
+                with torch.no_grad():
+                    scores[cell].update(model(result.images).argmax(1), y)
+                zero_grad[cell].append(result.zero_grad_fraction)
+            images += len(x)
+    if images == 0:
+        raise DatasetError("robustness: the evaluation split yielded no images (empty test split?).")
+    rows = []
+    for cell in cells:
+        method, e, lab = cell
+        values = {k: float(v) for k, v in summarize(scores[cell].compute()).items()}
+        rows.append(
+            {
+                "method": method,
+                "eps": e,
+                "labels": lab,
+                "steps": 0 if cell == CLEAN else (int(pgd_steps) if method in MULTI_STEP else 1),
+                **values,
+                "zero_grad_fraction": sum(zero_grad[cell]) / len(zero_grad[cell])
+                if zero_grad[cell]
+                else None,
+                "images": images,
+            }
+        )
+    clean = rows[0]["miou"]
+    for row in rows:
+        row["delta_miou"] = row["miou"] - clean
+        row["attack"] = attack_name(row)
+    return rows
+
+
+def attack_name(row: dict[str, Any]) -> str:
+    """``clean``, ``fgsm``, ``inv_fgsm``, ``pgd-10``: multi-step attacks carry their step count."""
+    return f"{row['method']}-{row['steps']}" if row["method"] in MULTI_STEP else str(row["method"])
+
+
+def robustness_markdown(rows: Sequence[dict[str, Any]], title: str = "Robustness") -> str:
+    """A markdown table of the rows (one line per cell, clean first)."""
+    names = {"miou": "mean IoU", "iou_fg": "IoU fg", "dice": "Dice", "miou_img": "mIoU/img"}
+    head = ["attack", "labels", "eps", *(names.get(k, k) for k in REPORTED), "Δ mean IoU", "zero-grad"]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        zero = "" if r["zero_grad_fraction"] is None else f"{100 * r['zero_grad_fraction']:.1f}%"
+        cells = [r["attack"], r["labels"], f"{r['eps']:g}", *(f"{r[k]:.4f}" for k in REPORTED)]
+        lines.append("| " + " | ".join([*cells, f"{r['delta_miou']:+.4f}", zero]) + " |")
+    n = rows[0]["images"] if rows else 0
+    lines += ["", f"{n} images; metrics against the true mask; `labels` = mask the attack used.", ""]
+    return "\n".join(lines)
+
+
+def write_robustness(out_dir: str | Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Write ``robustness.json`` (``{"meta", "rows"}``) and ``robustness.md`` atomically."""
+    out = Path(out_dir)
+    path = atomic_write_json(out / "robustness.json", {"meta": meta, "rows": list(rows)})
+    title = " / ".join(str(meta[k]) for k in ("dataset", "aug") if meta.get(k) is not None)
+    atomic_write_text(out / "robustness.md", robustness_markdown(rows, f"Robustness {title}".strip()))
+    return path

@@ -1,0 +1,151 @@
+"""Glue between configs and :mod:`advaug.evaluation.robustness`: the step at the end of a training
+run, and ``src/evaluate.py`` (a saved checkpoint re-scored on a test split)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from advaug.attacks import perturb
+from advaug.errors import ConfigError
+from advaug.evaluation.robustness import evaluate_robustness, write_robustness
+
+log = logging.getLogger(__name__)
+RUN_CONFIGS = ("config_resolved.yaml", ".hydra/config.yaml")
+
+
+def load_weights(model: nn.Module, ckpt_path: str | Path) -> nn.Module:
+    """Load a Lightning checkpoint's ``state_dict`` into ``model`` (``weights_only=True``: no pickled code)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such file (point it at checkpoints/best.ckpt of a run).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("state_dict", state))
+    return model
+
+
+def run_robustness(
+    node: DictConfig,
+    model: nn.Module,
+    datamodule: Any,
+    out_dir: str | Path,
+    meta: dict[str, Any],
+    device: torch.device | str | None = None,
+) -> list[dict[str, Any]]:
+    """Score ``model`` on ``datamodule``'s ``node.split`` loader over the configured grid.
+
+    Writes ``robustness.json`` / ``robustness.md`` and, when ``node.figure.num_images > 0``, the
+    Fig. 3-4 grid ``figures/samples.png`` into ``out_dir``. Returns the rows.
+    """
+    split = node.get("split", "test")
+    loader_fn = getattr(datamodule, f"{split}_dataloader", None)
+    if split not in ("train", "val", "test") or loader_fn is None:
+        raise ConfigError(f"robustness.split={split!r}: choose train, val or test.")
+    model = model.to(device) if device is not None else model
+    rows = evaluate_robustness(
+        model,
+        loader_fn(),
+        methods=node.methods,
+        eps=node.eps,
+        labels=node.labels,
+        pgd_steps=node.pgd_steps,
+        max_batches=node.get("max_batches"),
+        seed=node.get("seed", 0),
+        precision=node.get("precision", "fp32"),
+    )
+    meta = {**meta, "split": split, "grid": OmegaConf.to_container(node, resolve=True)}
+    path = write_robustness(out_dir, rows, meta)
+    worst = min(rows, key=lambda r: r["miou"])
+    log.info(
+        "robustness: clean mIoU %.4f, worst %.4f (%s eps=%g labels=%s) -> %s",
+        rows[0]["miou"], worst["miou"], worst["method"], worst["eps"], worst["labels"], path,
+    )  # fmt: skip
+    figure = node.get("figure")
+    if figure and figure.get("num_images", 0) > 0:
+        sample_figure(model, loader_fn(), figure, Path(out_dir) / "figures" / "samples.png", meta)
+    return rows
+
+
+def sample_figure(model: nn.Module, loader: Any, figure: DictConfig, path: Path, meta: dict) -> Path:
+    """The paper's Fig. 3-4: input / mask / adversarial image / prediction for the first test images."""
+    from advaug.reporting.plots import sample_grid  # matplotlib only when a figure is asked for
+
+    batch = next(iter(loader))
+    device = next(model.parameters()).device
+    n = int(figure.num_images)
+    x, y = batch["image"][:n].to(device), batch["mask"][:n].to(device)
+    labels = str(figure.get("labels", "true")).lower()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    target = y if labels == "true" else pred
+    adv = perturb(model, x, target, float(figure.eps), str(figure.method)).images
+    with torch.no_grad():
+        adv_pred = model(adv).argmax(1)
+    model.train(was_training)
+    title = f"{meta.get('dataset')} / model trained with aug={meta.get('aug')}"
+    adv_title = f"{figure.method} eps={float(figure.eps):g} ({labels} labels)"
+    return sample_grid(x, y, adv, pred, path, title=title, adv_title=adv_title, adv_pred=adv_pred)
+
+
+def find_run_config(ckpt_path: Path, explicit: str | None = None) -> Path:
+    """The run's saved config: ``explicit`` or config_resolved.yaml / .hydra/config.yaml above the ckpt."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise ConfigError(f"run_config={explicit}: no such file.")
+        return Path(explicit)
+    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
+        for name in RUN_CONFIGS:
+            if (folder / name).is_file():
+                return folder / name
+    raise ConfigError(
+        f"no config_resolved.yaml or .hydra/config.yaml next to {ckpt_path} (looked in its folder and the one "
+        "above); pass run_config=<path to the run's config_resolved.yaml>."
+    )
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
+    """``src/evaluate.py``: rebuild the run's model, load ``cfg.ckpt_path``, score the grid on the test split.
+
+    The dataset is ``cfg.dataset`` when given on the command line (``dataset=colon``), else the run's own.
+    """
+    if not cfg.get("ckpt_path"):
+        raise ConfigError(
+            "ckpt_path is required: python src/evaluate.py ckpt_path=<run>/checkpoints/best.ckpt"
+        )
+    ckpt = Path(cfg.ckpt_path).expanduser().resolve()
+    if not ckpt.is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: no such file (point it at checkpoints/best.ckpt of a run).")
+    run_cfg = OmegaConf.load(find_run_config(ckpt, cfg.get("run_config")))
+    dataset_cfg = cfg.dataset if cfg.get("dataset") else run_cfg.dataset
+    with open_dict(dataset_cfg):
+        dataset_cfg.transform = None  # the test split is never augmented
+    model = load_weights(instantiate(run_cfg.model), ckpt)
+    datamodule = instantiate(dataset_cfg)
+    if datamodule.num_classes != model.num_classes:
+        raise ConfigError(
+            f"dataset {dataset_cfg.get('name')} has num_classes={datamodule.num_classes} but the checkpoint's "
+            f"model predicts {model.num_classes}; evaluate on a dataset with the same classes."
+        )
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    device = cfg.get("device") or "auto"
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    meta = {
+        "source": "evaluate",
+        "ckpt_path": str(ckpt),
+        "dataset": dataset_cfg.get("name"),
+        "aug": OmegaConf.select(run_cfg, "aug.name"),
+        "seed": OmegaConf.select(run_cfg, "seed"),
+    }
+    out = Path(cfg.paths.output_dir)
+    rows = run_robustness(cfg.robustness, model, datamodule, out, meta, device=device)
+    log.info("outputs written to %s", out)
+    return rows

@@ -1,0 +1,153 @@
+"""Pure aggregation: per-seed values -> mean ± std (n), and the long-format records of Tables 1-3.
+
+A record is a dict ``{table, dataset, row, column, metric, mean, std, n, block}``: ``row`` is the
+method label, ``column`` the table's column (``epoch 10``, ``final``, ``eps=0.0118``, a dataset),
+``block`` groups rows whose cells compete for "best" (Table 2: one attack × labels).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from advaug.reporting.collect import Job
+
+METRICS = ("miou", "iou_fg", "dice")  # the paper's mean IoU (incl. background), then foreground-only
+PAPER_EPOCHS = (0, 10, 20, 30)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (ddof=1; NaN for one value) and count over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def mean_std(values: Iterable[float | None]) -> Stat:
+    """Mean ± sample std over the finite values (None/NaN dropped)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else math.nan, len(vals))
+
+
+def _record(table: int, dataset, row, column, metric, stat: Stat, block: str = "") -> dict[str, Any]:
+    return {
+        "table": table,
+        "dataset": dataset,
+        "block": block,
+        "row": row,
+        "column": column,
+        "metric": metric,
+        "mean": stat.mean,
+        "std": stat.std,
+        "n": stat.n,
+    }
+
+
+def _group(jobs: Iterable[Job]) -> dict[tuple[str, str], list[Job]]:
+    groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
+    for job in jobs:
+        groups[(str(job.dataset), job.method)].append(job)
+    return dict(sorted(groups.items()))
+
+
+def _history_value(job: Job, metric: str, epoch: int | None) -> float | None:
+    rows = [r for r in (job.metrics or {}).get("history", []) if f"val/{metric}" in r]
+    if not rows:
+        return None
+    if epoch is None:  # final = the last validated epoch
+        return max(rows, key=lambda r: r["epoch"])[f"val/{metric}"]
+    hits = [r[f"val/{metric}"] for r in rows if r["epoch"] == epoch]
+    return hits[0] if hits else None
+
+
+def table_epochs(jobs: Sequence[Job], requested: Sequence[int] | None = None) -> list[int]:
+    """Epoch columns of Table 1: ``requested``, else the paper's 0/10/20/30 when the runs reached 30,
+    else four evenly spaced epochs from 0 to the longest history."""
+    if requested:
+        return sorted(set(int(e) for e in requested))
+    last = max((r["epoch"] for j in jobs for r in (j.metrics or {}).get("history", [])), default=0)
+    if last >= PAPER_EPOCHS[-1]:
+        return list(PAPER_EPOCHS)
+    return sorted({round(last * k / 3) for k in range(4)})
+
+
+def table1(jobs: Sequence[Job], epochs: Sequence[int]) -> list[dict[str, Any]]:
+    """Validation metrics at the given epochs and at the final epoch, per method × dataset."""
+    out = []
+    for (dataset, method), group in _group(j for j in jobs if j.ok).items():
+        for metric in METRICS:
+            for epoch in [*epochs, None]:
+                stat = mean_std(_history_value(j, metric, epoch) for j in group)
+                column = "final" if epoch is None else f"epoch {epoch}"
+                out.append(_record(1, dataset, method, column, metric, stat))
+    return out
+
+
+def _robustness_rows(job: Job) -> list[dict[str, Any]]:
+    return (job.robustness or {}).get("rows", []) if job.ok or job.status == "evaluation" else []
+
+
+def table2(jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Robustness per attack × labels (block), model (row: ``before``/``after`` + method), eps (column).
+
+    "before" = the model trained without augmentation (aug ``none``); "after" = any other method.
+    The clean score is the first column of every block.
+    """
+    cells: dict[tuple, list[float]] = defaultdict(list)
+    for job in jobs:
+        rows = _robustness_rows(job)
+        clean = next((r for r in rows if r["method"] == "clean"), None)
+        role = "before" if job.aug == "none" else "after"
+        blocks = set()
+        for r in rows:
+            if r["method"] == "clean":
+                continue
+            block = f"{r.get('attack', r['method'])} / {r['labels']} labels"
+            blocks.add(block)
+            for metric in METRICS:
+                key = (str(job.dataset), block, f"{role}: {job.method}", metric)
+                cells[(*key, f"eps={r['eps']:g}", r["eps"])].append(r.get(metric))
+        for block in blocks if clean is not None else ():  # one clean value per job and block
+            for metric in METRICS:
+                cells[(str(job.dataset), block, f"{role}: {job.method}", metric, "clean", -1.0)].append(
+                    clean.get(metric)
+                )
+
+    def order(key: tuple) -> tuple:  # dataset, block, "before" rows first, row, metric, eps ascending
+        dataset, block, row, metric, _, eps = key
+        return dataset, block, not row.startswith("before"), row, metric, eps
+
+    return [
+        _record(2, dataset, row, column, metric, mean_std(cells[key]), block)
+        for key in sorted(cells, key=order)
+        for dataset, block, row, metric, column, _ in [key]
+    ]
+
+
+def table3(jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Final test metrics (best checkpoint) per method × dataset (dataset = column)."""
+    out = []
+    for (dataset, method), group in _group(j for j in jobs if j.ok).items():
+        for metric in METRICS:
+            stat = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
+            out.append(_record(3, "all", method, dataset, metric, stat))
+    return out
+
+
+def curves(jobs: Sequence[Job], metric: str = "miou") -> dict[tuple[str, str], list[tuple[int, Stat]]]:
+    """Per (dataset, method): validation ``metric`` per epoch as mean ± std over seeds."""
+    out = {}
+    for key, group in _group(j for j in jobs if j.ok).items():
+        epochs = sorted(
+            {r["epoch"] for j in group for r in j.metrics.get("history", []) if f"val/{metric}" in r}
+        )
+        out[key] = [(e, mean_std(_history_value(j, metric, e) for j in group)) for e in epochs]
+    return out

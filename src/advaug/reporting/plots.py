@@ -1,0 +1,126 @@
+"""PNG figures with matplotlib's Agg backend (no display needed): learning curves, robustness
+vs eps, and the paper's Fig. 3-4 sample grid."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from advaug.reporting.aggregate import Stat  # noqa: E402
+
+if TYPE_CHECKING:  # torch only for annotations: the report tool runs without importing it
+    import torch
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)  # atomic: a reader never sees half a PNG
+    return path
+
+
+def plot_curves(curves: dict[tuple[str, str], list[tuple[int, Stat]]], path: str | Path, ylabel: str) -> Path:
+    """One panel per dataset: the metric vs epoch per method, mean line and ± std band over seeds."""
+    datasets = sorted({d for d, _ in curves})
+    fig, axes = plt.subplots(
+        1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4), squeeze=False
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=False):
+        for (d, method), points in sorted(curves.items()):
+            if d != dataset or not points:
+                continue
+            epochs = np.array([e for e, _ in points])
+            mean = np.array([s.mean for _, s in points])
+            std = np.nan_to_num(np.array([s.std for _, s in points]))
+            n = max(s.n for _, s in points)
+            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{method} (n={n})")
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set(title=dataset, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_robustness(records: Sequence[dict[str, Any]], path: str | Path, metric: str = "miou") -> Path:
+    """One panel per dataset × attack/labels block: the metric vs eps (clean first) per model, ± std."""
+    panels: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        if r["metric"] == metric:
+            panels[(r["dataset"], r["block"])].append(r)
+    keys = sorted(panels)
+    cols = min(3, max(1, len(keys)))
+    rows = max(1, math.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        recs = panels[key]
+        columns = list(dict.fromkeys(r["column"] for r in recs))
+        for row in dict.fromkeys(r["row"] for r in recs):
+            by_col = {r["column"]: r for r in recs if r["row"] == row}
+            x = [i for i, c in enumerate(columns) if c in by_col and by_col[c]["n"] > 0]
+            mean = [by_col[columns[i]]["mean"] for i in x]
+            std = [
+                0.0 if not math.isfinite(by_col[columns[i]]["std"]) else by_col[columns[i]]["std"] for i in x
+            ]
+            ax.errorbar(
+                x, mean, yerr=std, marker="o", ms=3, capsize=3, ls="--" if "before" in row else "-", label=row
+            )
+        ax.set_xticks(range(len(columns)), [c.replace("eps=", "") for c in columns], rotation=30)
+        ax.set(title=f"{key[0]}: {key[1]}", xlabel="eps", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def _rgb(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def sample_grid(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    adversarial: torch.Tensor,
+    predictions: torch.Tensor,
+    path: str | Path,
+    title: str = "",
+    adv_title: str = "adversarial",
+    adv_pred: torch.Tensor | None = None,
+) -> Path:
+    """The paper's Fig. 3-4: one row per image, columns (a) input, (b) mask, (c) adversarial image,
+    (d) prediction on the clean input, plus the prediction on the adversarial image if given."""
+    columns = ["(a) input", "(b) mask", f"(c) {adv_title}", "(d) prediction"]
+    if adv_pred is not None:
+        columns.append("prediction on (c)")
+    n = len(images)
+    fig, axes = plt.subplots(n, len(columns), figsize=(2.3 * len(columns), 2.3 * n), squeeze=False)
+    for i in range(n):
+        panels = [_rgb(images[i]), masks[i].cpu(), _rgb(adversarial[i]), predictions[i].cpu()]
+        if adv_pred is not None:
+            panels.append(adv_pred[i].cpu())
+        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
+            if isinstance(panel, np.ndarray):
+                ax.imshow(panel)
+            else:
+                ax.imshow(panel.numpy(), cmap="gray", vmin=0, vmax=max(1, int(masks.max())))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(columns[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,119 @@
+"""``write_report``: jobs under run folders -> tables.md, table{1,2,3}.csv, jobs.csv and PNG plots."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from advaug.reporting import aggregate, plots
+from advaug.reporting.collect import Job, collect
+from advaug.reporting.tables import METRIC_NAMES, pivot_markdown, records_csv, rows_csv
+from advaug.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def _section(records: list[dict[str, Any]], split_by_dataset: bool, row_header: str = "method") -> list[str]:
+    lines = []
+    for metric in aggregate.METRICS:
+        lines.append(f"#### {METRIC_NAMES[metric]}\n")
+        recs = [r for r in records if r["metric"] == metric]
+        datasets = list(dict.fromkeys(r["dataset"] for r in recs)) if split_by_dataset else [None]
+        for dataset in datasets:
+            if dataset is not None:
+                lines.append(f"dataset **{dataset}**\n")
+            lines.append(
+                pivot_markdown([r for r in recs if dataset is None or r["dataset"] == dataset], row_header)
+            )
+    return lines
+
+
+def _job_rows(jobs: Sequence[Job], out: Path) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": os.path.relpath(j.path, out),
+            "status": j.status,
+            "dataset": j.dataset,
+            "method": j.method,
+            "seed": j.seed,
+            "test_miou": (j.metrics or {}).get("test", {}).get("test/miou"),
+            "robustness": "yes" if j.robustness else "no",
+            "reason": j.reason,
+        }
+        for j in jobs
+    ]
+
+
+def write_report(
+    roots: Sequence[str | Path], out_dir: str | Path | None = None, epochs: Sequence[int] | None = None
+) -> dict[str, Path]:
+    """Collect every job under ``roots`` and write the report into ``out_dir`` (default: the first root).
+
+    Returns the written paths by name. Jobs that are missing or failed are listed first in
+    ``tables.md`` and in ``jobs.csv``; they never silently disappear.
+    """
+    jobs = collect(list(roots))  # first: a mistyped folder is an error, not an empty report
+    out = Path(out_dir or roots[0])
+    out.mkdir(parents=True, exist_ok=True)
+    ok = [j for j in jobs if j.ok]
+    bad = [j for j in jobs if j.status in ("missing", "failed")]
+    cols = aggregate.table_epochs(ok, epochs)
+    t1, t2, t3 = aggregate.table1(ok, cols), aggregate.table2(jobs), aggregate.table3(ok)
+
+    written = {
+        "jobs.csv": rows_csv(out / "jobs.csv", _job_rows(jobs, out), list(_job_rows(jobs[:1], out)[0])),
+        "table1.csv": records_csv(out / "table1.csv", t1),
+        "table2.csv": records_csv(out / "table2.csv", t2),
+        "table3.csv": records_csv(out / "table3.csv", t3),
+    }
+    if ok:
+        written["val_miou_vs_epoch.png"] = plots.plot_curves(
+            aggregate.curves(ok, "miou"), out / "val_miou_vs_epoch.png", "validation mean IoU"
+        )
+    if t2:
+        written["robustness_vs_eps.png"] = plots.plot_robustness(t2, out / "robustness_vs_eps.png")
+
+    counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation")}
+    md = [
+        "# Results",
+        "",
+        f"Sources: {', '.join(f'`{r}`' for r in roots)}. Jobs: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + ". Cells: mean ± sample std over seeds (n = seeds); **bold** = best in its column"
+        " (Table 2: within its attack block).",
+        "",
+    ]
+    if bad:
+        md += [
+            "## Jobs missing or failed (not in the tables)",
+            "",
+            "| job | status | dataset | method | seed | reason |",
+        ]
+        md += ["|---|---|---|---|---|---|"]
+        md += [f"| `{r['path']}` | {r['status']} | {r['dataset']} | {r['method']} | {r['seed']} | {r['reason']} |"
+               for r in _job_rows(bad, out)]  # fmt: skip
+        md.append("")
+    md += ["## Table 1: validation scores over epochs (epoch 0 = before training)", ""]
+    md += _section(t1, split_by_dataset=True)
+    md += ["## Table 2: robustness before (aug=none) / after (augmented training), test split", ""]
+    md += _section(t2, split_by_dataset=True, row_header="model") if t2 else ["_no robustness.json found_\n"]
+    md += ["## Table 3: final test scores (best checkpoint) per method × dataset", ""]
+    md += _section(t3, split_by_dataset=False)
+    md += ["## Figures", ""]
+    md += [f"![{name}]({name})\n" for name in written if name.endswith(".png")]
+    grids = {}
+    for job in sorted(jobs, key=lambda j: (str(j.dataset), j.method, str(j.seed))):
+        sample = job.path / "figures" / "samples.png"
+        if sample.is_file():
+            grids.setdefault((job.dataset, job.method), sample)
+    for (dataset, method), sample in grids.items():
+        md.append(
+            f"Fig. 3-4 grid, {dataset} / {method}:\n\n![{dataset} {method}](<{os.path.relpath(sample, out)}>)\n"
+        )
+    written["tables.md"] = atomic_write_text(out / "tables.md", "\n".join(md))
+    for job in bad:
+        log.warning("job %s: %s (%s)", job.path, job.status, job.reason)
+    return written

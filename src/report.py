@@ -1,0 +1,39 @@
+"""Tables 1-3 and plots from one or more run / multirun folders.
+
+Examples::
+
+    python src/report.py logs/train/multiruns/<time>            # writes tables.md, *.csv, *.png there
+    python src/report.py logs/a logs/b --out reports/combined --epochs 0,10,20,30
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run without installing the package
+
+from advaug.cli import run_entry  # noqa: E402
+from advaug.reporting import write_report  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("roots", nargs="+", help="run or multirun folders, searched recursively for jobs")
+    parser.add_argument("--out", help="where to write the report (default: the first folder)")
+    parser.add_argument(
+        "--epochs",
+        type=lambda s: [int(e) for e in s.split(",")],
+        help="Table 1 epoch columns, e.g. 0,10,20,30 (default: 0/10/20/30 if reached, else 4 evenly spaced)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    written = run_entry(lambda _: write_report(args.roots, args.out, args.epochs), None)
+    print(f"report written to {written['tables.md']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

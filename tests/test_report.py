@@ -1,0 +1,184 @@
+"""Report maths and files from hand-made job folders: mean ± std over seeds, best cells, variants,
+missing / failed jobs listed, Table 2 before/after, and src/report.py as a user runs it."""
+
+import csv
+import importlib.util
+import json
+import math
+
+import pytest
+from conftest import ROOT
+
+from advaug.reporting import write_report
+from advaug.reporting.aggregate import mean_std, table_epochs
+from advaug.reporting.collect import collect
+from advaug.reporting.tables import format_cell
+
+
+def make_job(
+    folder, dataset, aug, seed, test_miou, *, val=None, status="completed", robustness=None, overrides=()
+):
+    """A job folder as train(cfg) leaves it: .hydra/overrides.yaml, metrics.json, maybe robustness.json."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(
+        "".join(f"- {o}\n" for o in [f"dataset={dataset}", f"aug={aug}", f"seed={seed}", *overrides])
+    )
+    (folder / ".hydra" / "config.yaml").write_text(
+        f"seed: {seed}\ndataset: {{name: {dataset}}}\naug: {{name: {aug}}}\n"
+    )
+    val = val or {0: 0.5, 10: test_miou - 0.1, 20: test_miou - 0.05, 30: test_miou}
+    history = [{"epoch": e, "val/miou": v, "val/iou_fg": v / 2, "val/dice": v / 3} for e, v in val.items()]
+    metrics = {"status": status, "dataset": dataset, "aug": aug, "seed": seed, "history": history,
+               "test": {"test/miou": test_miou, "test/iou_fg": test_miou / 2, "test/dice": test_miou / 3}}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if robustness is not None:
+        rows = [{"method": "clean", "eps": 0.0, "labels": "none", "steps": 0, "miou": test_miou}]
+        rows += [
+            {"method": m, "eps": e, "labels": lab, "steps": 1, "miou": v}
+            for (m, e, lab), v in robustness.items()
+        ]
+        for r in rows:
+            r.update(iou_fg=r["miou"] / 2, dice=r["miou"] / 3)
+        (folder / "robustness.json").write_text(json.dumps({"meta": {"source": "train"}, "rows": rows}))
+    return folder
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    root = tmp_path / "multiruns" / "2024-01-01_00-00-00"
+    n = 0
+    for aug, scores in [("none", (0.70, 0.80, 0.90)), ("fgsm", (0.85, 0.86, 0.87))]:
+        for seed, score in enumerate(scores):
+            attack = {
+                ("fgsm", 0.0118, "true"): score - 0.2 + (0.15 if aug == "fgsm" else 0),
+                ("fgsm", 0.1176, "true"): 0.3,
+            }
+            make_job(root / f"{n}_aug={aug},seed={seed}", "colon", aug, seed, score, robustness=attack)
+            n += 1
+    make_job(root / f"{n}_aug=invfgsm,seed=0", "colon", "invfgsm", 0, 0.99, status="failed")
+    crashed = root / f"{n + 1}_aug=invfgsm,seed=1"
+    (crashed / ".hydra").mkdir(parents=True)
+    (crashed / ".hydra" / "config.yaml").write_text("seed: 1\ndataset: {name: colon}\naug: {name: invfgsm}\n")
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_mean_std_over_seeds():
+    s = mean_std([0.7, 0.8, 0.9])
+    assert s.mean == pytest.approx(0.8) and s.std == pytest.approx(0.1) and s.n == 3  # sample std (ddof=1)
+    one = mean_std([0.5, None, float("nan")])
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.std)
+    assert mean_std([]).n == 0
+    assert format_cell(0.8, 0.1, 3) == "0.8000 ± 0.1000 (n=3)"
+    assert format_cell(0.8, 0.1, 3, best=True) == "**0.8000 ± 0.1000** (n=3)"
+    assert format_cell(0.5, math.nan, 1) == "0.5000 (n=1)" and format_cell(math.nan, math.nan, 0) == "—"
+
+
+def test_tables_aggregate_seeds_and_mark_best(sweep):
+    written = write_report([sweep])
+    t3 = {(r["row"], r["column"], r["metric"]): r for r in read_csv(written["table3.csv"])}
+    none = t3[("none", "colon", "miou")]
+    assert float(none["mean"]) == pytest.approx(0.8) and float(none["std"]) == pytest.approx(0.1)
+    assert none["n"] == "3"
+    assert float(t3[("fgsm", "colon", "dice")]["mean"]) == pytest.approx(0.86 / 3)
+    t1 = {(r["row"], r["column"], r["metric"]): r for r in read_csv(written["table1.csv"])}
+    assert float(t1[("none", "epoch 10", "miou")]["mean"]) == pytest.approx(0.7)
+    assert float(t1[("fgsm", "epoch 0", "miou")]["mean"]) == pytest.approx(0.5)
+    assert t1[("fgsm", "epoch 0", "miou")]["std"] == "0.0"
+    assert float(t1[("fgsm", "final", "iou_fg")]["mean"]) == pytest.approx(0.43)
+    md = written["tables.md"].read_text()
+    # fgsm (0.86) beats none (0.80) in the test-mIoU column: bold there, none not bold
+    assert "| fgsm | **0.8600 ± 0.0100** (n=3) |" in md
+    assert "| none | 0.8000 ± 0.1000 (n=3) |" in md
+    assert "![val_miou_vs_epoch.png](val_miou_vs_epoch.png)" in md
+    for name in ("val_miou_vs_epoch.png", "robustness_vs_eps.png"):
+        assert (sweep / name).stat().st_size > 5000
+
+
+def test_missing_and_failed_jobs_are_reported_not_dropped(sweep):
+    written = write_report([sweep])
+    jobs = {r["path"]: r for r in read_csv(written["jobs.csv"])}
+    assert len(jobs) == 8
+    assert (
+        jobs["6_aug=invfgsm,seed=0"]["status"] == "failed"
+        and "status='failed'" in jobs["6_aug=invfgsm,seed=0"]["reason"]
+    )
+    assert (
+        jobs["7_aug=invfgsm,seed=1"]["status"] == "missing"
+        and jobs["7_aug=invfgsm,seed=1"]["method"] == "invfgsm"
+    )
+    md = written["tables.md"].read_text()
+    assert "6 completed, 1 failed, 1 missing" in md
+    section = md.split("## Jobs missing or failed")[1].split("## Table 1")[0]
+    assert "`6_aug=invfgsm,seed=0` | failed" in section and "`7_aug=invfgsm,seed=1` | missing" in section
+    # the failed job's 0.99 must not reach the tables
+    assert all(r["row"] != "invfgsm" for r in read_csv(written["table3.csv"]))
+
+
+def test_table2_before_after_per_attack_and_eps(sweep):
+    written = write_report([sweep])
+    t2 = [r for r in read_csv(written["table2.csv"]) if r["metric"] == "miou"]
+    cell = {(r["row"], r["column"]): r for r in t2}
+    assert {r["block"] for r in t2} == {"fgsm / true labels"}
+    assert float(cell[("before: none", "eps=0.0118")]["mean"]) == pytest.approx(0.6)
+    assert float(cell[("after: fgsm", "eps=0.0118")]["mean"]) == pytest.approx(0.81)
+    assert float(cell[("after: fgsm", "clean")]["mean"]) == pytest.approx(0.86)
+    assert [r["column"] for r in t2 if r["row"] == "before: none"] == ["clean", "eps=0.0118", "eps=0.1176"]
+    assert t2[0]["row"] == "before: none"  # before first
+    assert cell[("before: none", "clean")]["n"] == "3"  # one clean value per seed, not per eps
+    md = written["tables.md"].read_text()
+    assert (
+        "| fgsm / true labels | after: fgsm | **0.8600 ± 0.0100** (n=3) | **0.8100 ± 0.0100** (n=3) | 0.3000 ± 0.0000 (n=3) |"
+        in md
+    )
+
+
+def test_swept_key_becomes_a_variant_and_epoch_columns(tmp_path):
+    for i, (eps, seed) in enumerate([(0.05, 0), (0.05, 1), (0.1, 0)]):
+        make_job(tmp_path / f"{i}", "lumbar", "fgsm", seed, 0.8 + eps, val={0: 0.5, 2: 0.6, 4: 0.7, 6: 0.8},
+                 overrides=[f"aug.eps={eps}", "trainer.max_epochs=6"])  # fmt: skip
+    jobs = collect([tmp_path])
+    assert sorted({j.method for j in jobs}) == ["fgsm [aug.eps=0.05]", "fgsm [aug.eps=0.1]"]
+    assert table_epochs(jobs) == [0, 2, 4, 6] and table_epochs(jobs, [0, 10]) == [0, 10]
+    t3 = {r["row"]: r for r in read_csv(write_report([tmp_path])["table3.csv"]) if r["metric"] == "miou"}
+    assert t3["fgsm [aug.eps=0.05]"]["n"] == "2" and t3["fgsm [aug.eps=0.1]"]["n"] == "1"
+
+
+def test_report_script(sweep, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("report_script", ROOT / "src" / "report.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(sweep), "--out", str(tmp_path / "r"), "--epochs", "0,30"]) == 0
+    assert (tmp_path / "r" / "tables.md").is_file() and (tmp_path / "r" / "table2.csv").is_file()
+    assert "| method | epoch 0 | epoch 30 | final |" in (tmp_path / "r" / "tables.md").read_text()
+    with pytest.raises(SystemExit) as exc:
+        script.main([str(tmp_path / "nowhere")])
+    assert exc.value.code == 2 and "not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_evaluate_outputs_count_in_table2_only(tmp_path):
+    make_job(tmp_path / "train" / "0", "colon", "none", 0, 0.8, robustness={("pgd", 0.1176, "pred"): 0.4})
+    ev = tmp_path / "evaluate" / "runs" / "t"
+    (ev / ".hydra").mkdir(parents=True)
+    rows = [{"method": "clean", "eps": 0.0, "labels": "none", "steps": 0, "miou": 0.9},
+            {"method": "pgd", "attack": "pgd-10", "eps": 0.1176, "labels": "pred", "steps": 10, "miou": 0.7}]  # fmt: skip
+    meta = {"source": "evaluate", "dataset": "colon", "aug": "invfgsm", "seed": 0}
+    (ev / "robustness.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    jobs = {j.path.name: j for j in collect([tmp_path])}
+    assert jobs["t"].status == "evaluation" and jobs["t"].method == "invfgsm"
+    written = write_report([tmp_path])
+    t2 = {
+        (r["block"], r["row"], r["column"]): r
+        for r in read_csv(written["table2.csv"])
+        if r["metric"] == "miou"
+    }
+    assert float(t2[("pgd-10 / pred labels", "after: invfgsm", "eps=0.1176")]["mean"]) == pytest.approx(0.7)
+    assert float(t2[("pgd / pred labels", "before: none", "clean")]["mean"]) == pytest.approx(0.8)
+    assert "Jobs missing or failed" not in written["tables.md"].read_text()
+    assert [r["row"] for r in read_csv(written["table3.csv"]) if r["metric"] == "miou"] == ["none"]

@@ -1,0 +1,174 @@
+"""Robustness grid: attacked scores differ from clean ones, the clean row is the test score,
+grid errors name the key, and src/evaluate.py re-scores a checkpoint from a tiny run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from conftest import ROOT, TINY, compose_config
+
+from advaug.errors import ConfigError
+from advaug.evaluation import evaluate_robustness, write_robustness
+from advaug.evaluation.runner import evaluate_checkpoint
+from advaug.metrics import segmentation_metrics, summarize
+from advaug.models import SegmentationModule
+from advaug.training import train
+
+
+@pytest.fixture(scope="module")
+def model_and_loader():
+    torch.manual_seed(0)
+    net = smp.create_model("Unet", encoder_name="resnet18", encoder_weights=None, classes=2,
+                           decoder_channels=[32, 16, 16, 8, 8])  # fmt: skip
+    model = SegmentationModule(net, num_classes=2, optimizer=torch.optim.Adam)
+    g = torch.Generator().manual_seed(1)
+    loader = [
+        {
+            "image": torch.rand(2, 3, 32, 32, generator=g),
+            "mask": (torch.rand(2, 32, 32, generator=g) > 0.6).long(),
+        }
+        for _ in range(2)
+    ]
+    return model, loader
+
+
+def test_grid_rows_labels_and_attack_changes_score(model_and_loader):
+    model, loader = model_and_loader
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    rows = evaluate_robustness(model, loader, methods=["fgsm", "inv_fgsm", "pgd"], eps=[0.0012, 0.1176],
+                               labels=["true", "pred"], pgd_steps=1)  # fmt: skip
+    assert len(rows) == 1 + 3 * 2 * 2
+    assert (rows[0]["method"], rows[0]["labels"], rows[0]["steps"]) == ("clean", "none", 0)
+    cells = {(r["method"], r["eps"], r["labels"]) for r in rows[1:]}
+    assert ("pgd", 0.1176, "pred") in cells and ("inv_fgsm", 0.0012, "true") in cells
+    assert {r["steps"] for r in rows if r["method"] == "pgd"} == {1}
+    assert all(r["images"] == 4 for r in rows)
+    strong = {(r["method"], r["labels"]): r for r in rows if r["eps"] == 0.1176}
+    # the attack is not a silent no-op: scores and predictions move away from the clean ones
+    assert strong[("fgsm", "true")]["miou"] != rows[0]["miou"]
+    assert strong[("fgsm", "true")]["zero_grad_fraction"] < 0.5
+    assert strong[("fgsm", "true")]["delta_miou"] == pytest.approx(
+        strong[("fgsm", "true")]["miou"] - rows[0]["miou"]
+    )
+    # the model is left as it was: same weights, same train/eval flag
+    assert model.training
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_clean_row_uses_training_metrics(model_and_loader):
+    model, loader = model_and_loader
+    rows = evaluate_robustness(model, loader, methods=[], eps=[], labels=[])
+    assert len(rows) == 1
+    metrics = segmentation_metrics(2)
+    model.eval()
+    with torch.no_grad():
+        for b in loader:
+            metrics.update(model(b["image"]).argmax(1), b["mask"])
+    expected = summarize(metrics.compute())
+    for key in ("miou", "iou_fg", "dice", "miou_img"):
+        assert rows[0][key] == pytest.approx(float(expected[key]), abs=1e-6)
+
+
+def test_works_inside_inference_mode_and_respects_max_batches(model_and_loader):
+    model, loader = model_and_loader
+    with torch.inference_mode():  # as inside a Lightning evaluation loop
+        rows = evaluate_robustness(
+            model, loader, methods=["fgsm"], eps=[0.1176], labels=[True], max_batches=1
+        )
+    assert rows[1]["labels"] == "true" and rows[1]["images"] == 2
+    assert rows[1]["miou"] != rows[0]["miou"]
+
+
+@pytest.mark.parametrize(
+    "kw,key",
+    [
+        ({"methods": ["fgsm", "deepfool"]}, "robustness.methods"),
+        ({"labels": ["gt"]}, "robustness.labels"),
+        ({"eps": [0.1, 2.0]}, "robustness.eps"),
+        ({"methods": ["pgd"], "pgd_steps": 0}, "robustness.pgd_steps"),
+    ],
+)
+def test_bad_grid_is_one_clear_error(model_and_loader, kw, key):
+    model, loader = model_and_loader
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        evaluate_robustness(model, loader, **kw)
+
+
+def test_write_robustness_json_and_markdown(model_and_loader, tmp_path):
+    model, loader = model_and_loader
+    rows = evaluate_robustness(model, loader, methods=["pgd"], eps=[0.0118], labels=["pred"], pgd_steps=2)
+    write_robustness(tmp_path, rows, {"dataset": "toy", "aug": "none"})
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert data["meta"] == {"dataset": "toy", "aug": "none"} and data["rows"] == rows
+    md = (tmp_path / "robustness.md").read_text().splitlines()
+    assert md[0] == "# Robustness toy / none"
+    assert md[4].startswith("| clean | none | 0 |") and md[5].startswith("| pgd-2 | pred | 0.0118 |")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# -- integration: the step at the end of train(cfg), and src/evaluate.py on its checkpoint ------------
+GRID = ["robustness.methods=[fgsm,pgd]", "robustness.eps=[0.1176]", "robustness.pgd_steps=2",
+        "robustness.figure.num_images=2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("robust")
+    cfg = compose_config([f"paths.data_dir={tmp / 'data'}", *TINY, "trainer.max_epochs=1", *GRID], tmp)
+    return train(cfg), tmp / "run"
+
+
+def test_training_run_writes_robustness_of_best_checkpoint(tiny_run):
+    metrics, run = tiny_run
+    data = json.loads((run / "robustness.json").read_text())
+    assert data["meta"]["source"] == "train" and data["meta"]["aug"] == "none"
+    assert data["meta"]["ckpt_path"] == metrics["best_model_path"]
+    rows = data["rows"]
+    assert len(rows) == 1 + 2 * 1 * 2 and rows[0]["images"] == metrics["splits"]["test"]
+    # the clean row is the test score of the same (best) checkpoint on the same split
+    assert rows[0]["miou"] == pytest.approx(metrics["test"]["test/miou"], abs=1e-5)
+    assert rows[0]["dice"] == pytest.approx(metrics["test"]["test/dice"], abs=1e-5)
+    assert any(abs(r["delta_miou"]) > 1e-4 for r in rows[1:])
+    assert (run / "robustness.md").is_file() and (run / "figures" / "samples.png").stat().st_size > 1000
+
+
+def run_evaluate(args, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    return subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_evaluate_script_rescoring_a_checkpoint(tiny_run, tmp_path):
+    metrics, run = tiny_run
+    out = tmp_path / "eval"
+    proc = run_evaluate([f"ckpt_path={metrics['best_model_path']}", f"hydra.run.dir={out}", *GRID], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "robustness.json").read_text())
+    assert data["meta"]["source"] == "evaluate" and data["meta"]["dataset"] == "synthetic"
+    assert data["rows"][0]["miou"] == pytest.approx(metrics["test"]["test/miou"], abs=1e-5)
+    assert (out / "robustness.md").is_file() and (out / "figures" / "samples.png").is_file()
+
+
+def test_evaluate_with_dataset_override(tiny_run, tmp_path):
+    metrics, run = tiny_run
+    overrides = [o for o in TINY if o.startswith(("dataset.", "batch_size"))]
+    cfg = compose_config(
+        [f"ckpt_path={metrics['best_model_path']}", "dataset=synthetic", f"paths.data_dir={tmp_path / 'd'}",
+         *overrides, "dataset.generator.seed=5", "robustness.methods=[fgsm]", "robustness.figure.num_images=0"],
+        tmp_path, config_name="evaluate",
+    )  # fmt: skip
+    rows = evaluate_checkpoint(cfg)
+    assert [r["method"] for r in rows] == ["clean"] + ["fgsm"] * 6
+    assert (tmp_path / "d" / "synthetic").is_dir()  # the overriding dataset was used, not the run's
+    assert rows[0]["miou"] != pytest.approx(metrics["test"]["test/miou"], abs=1e-6)
+
+
+def test_evaluate_missing_checkpoint_is_one_line_error(tmp_path):
+    proc = run_evaluate([f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
+    assert proc.returncode == 2
+    assert "nope.ckpt: no such file" in proc.stderr and "Traceback" not in proc.stderr
