@@ -98,3 +98,11 @@ def test_multirun_two_seeds(tmp_path):
     assert len(jobs) == 2
     seeds = sorted(json.loads((j / "metrics.json").read_text())["seed"] for j in jobs)
     assert seeds == [0, 1]
+
+
+def test_error_in_a_config_constructor_is_one_clear_line(tmp_path):
+    # aug.fraction is checked by the callback's constructor, which Hydra's instantiate wraps
+    proc = run_script([*script_overrides(tmp_path), "aug=fgsm", "aug.fraction=2"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "fraction" in proc.stderr and "Traceback" not in proc.stderr
+    assert "InstantiationException" not in proc.stderr

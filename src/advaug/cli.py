@@ -15,6 +15,18 @@ from advaug.utils.distributed import in_multirun, is_rank_zero
 log = logging.getLogger("advaug")
 
 
+def user_error(exc: BaseException | None) -> AdvaugError | None:
+    """The :class:`AdvaugError` behind ``exc``, if any: Hydra wraps errors raised in a ``_target_``
+    constructor in ``InstantiationException``, which would otherwise hide the one-line message."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, AdvaugError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None = None) -> Any:
     """Call ``fn(cfg)``; on an :class:`AdvaugError` log its message and exit with status 2.
 
@@ -30,7 +42,13 @@ def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None 
         log.info("%s already holds a completed run: skipped", output_dir)
         return read_status(output_dir)
     try:
-        return fn(cfg)
+        try:
+            return fn(cfg)
+        except Exception as exc:
+            found = user_error(exc)
+            if found is None or found is exc:
+                raise
+            raise found from None
     except AdvaugError as exc:
         if output_dir is not None:
             record_failure(output_dir, exc)
