@@ -232,3 +232,20 @@ def test_dockerfile_base_image_torch_satisfies_pyproject():
 def test_dockerignore_keeps_sources():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert not {"src", "conf", "src/advaug", "**/data"} & set(ignored)
+
+
+@pytest.mark.slow
+def test_ddp_adversarial_pool_is_gathered_from_both_ranks(tmp_path, phantom_root):
+    # Each of the 2 CPU ranks attacks its own shard of the 8 train images; after the gather every
+    # rank trains on the same 8-image pool, so each epoch sees 8 clean + 8 adversarial samples.
+    split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
+    args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
+    args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=2", "aug=fgsm"]
+    proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [16, 16]
+    assert "num_samples=8" in (proc.stdout + proc.stderr)
+    assert (run / "figures" / "adv_epoch000.png").is_file()
