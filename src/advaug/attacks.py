@@ -93,6 +93,14 @@ def _broadcast(eps: float | Tensor, x: Tensor) -> float | Tensor:
     return float(eps)
 
 
+def _signed(step: float | Tensor, sign: int) -> float | Tensor:
+    return step if sign > 0 else -step
+
+
+def _zero_fraction(grad: Tensor) -> float:
+    return 1.0 - torch.count_nonzero(grad).item() / max(grad.numel(), 1)
+
+
 def input_gradient(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None, precision: str = "fp32"
 ) -> Tensor:
@@ -100,7 +108,7 @@ def input_gradient(
     loss_fn = loss_fn or F.cross_entropy
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)
-        y = y.detach().clone()
+        y = y.detach()
         with _autocast(x, precision):
             logits = model(x)
         if logits.ndim == 4 and logits.shape[1] < 2:
@@ -150,8 +158,9 @@ def perturb(
     with eval_mode(model, use_eval_mode):
         if method in ("fgsm", "inv_fgsm"):
             grad = input_gradient(model, x, y, loss_fn, precision)
-            adv = torch.clamp(x + e * (sign * grad).sign(), min=lo, max=hi).detach()
-            return AttackResult(adv, float((grad == 0).float().mean()))
+            # (-e) * s == -(e * s) exactly, so InvFGSM stays bit-equal to torchattacks' targeted FGSM
+            adv = torch.clamp(x + _signed(e, sign) * grad.sign(), min=lo, max=hi).detach()
+            return AttackResult(adv, _zero_fraction(grad))
         if steps < 1:
             raise ConfigError(f"pgd steps={steps}: need at least 1.")
         alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)
@@ -163,14 +172,14 @@ def perturb(
             adv = torch.clamp(adv + (noise.to(x.device) * 2 - 1) * e, min=lo, max=hi)
         for _ in range(steps):
             grad = input_gradient(model, adv, y, loss_fn, precision)
-            adv = adv.detach() + alpha * (sign * grad).sign()
+            adv = adv.detach() + _signed(alpha, sign) * grad.sign()
             delta = (
                 torch.clamp(adv - x, min=-e, max=e)
                 if not isinstance(e, Tensor)
                 else torch.max(torch.min(adv - x, e), -e)
             )
             adv = torch.clamp(x + delta, min=lo, max=hi).detach()
-        return AttackResult(adv, float((grad == 0).float().mean()))
+        return AttackResult(adv, _zero_fraction(grad))
 
 
 def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
