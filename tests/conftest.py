@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,4 +65,19 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """16 synthetic phantoms at 32x32 in the on-disk format."""
     return SyntheticPhantomGenerator(num_images=16, size=32, seed=0).ensure(
         tmp_path_factory.mktemp("ph") / "syn"
+    )
+
+
+def run_entry_script(
+    script: str, args: list[str], cwd: Path, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run ``src/<script> <args>`` in a subprocess as a user would (no inherited Hydra state)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "src" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -1,12 +1,8 @@
 """``advaug.data.check`` and ``src/check_data.py``: a dataset folder validated up front."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import run_entry_script
 from PIL import Image
 from test_folder import write_pair
 
@@ -75,15 +71,7 @@ def test_empty_split_after_splitting(tmp_path):
 
 
 def run_check(args, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "check_data.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_entry_script("check_data.py", args, cwd)
 
 
 def test_script_prints_summary_or_one_error_line(tmp_path, phantom_root):

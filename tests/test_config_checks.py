@@ -1,12 +1,9 @@
 """Config validation at the start of train(): one ConfigError naming the key, nothing written."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, TINY, compose_config, run_entry_script
 
 from advaug.config_checks import check_config
 from advaug.errors import ConfigError
@@ -52,15 +49,7 @@ def test_train_refuses_before_writing_anything(tmp_path, tiny_overrides):
 
 
 def run_train(args, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_entry_script("train.py", args, cwd)
 
 
 def test_unknown_choice_is_one_line_without_outputs(tmp_path):

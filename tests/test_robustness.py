@@ -2,14 +2,11 @@
 grid errors name the key, and src/evaluate.py re-scores a checkpoint from a tiny run."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import segmentation_models_pytorch as smp
 import torch
-from conftest import ROOT, TINY, compose_config
+from conftest import TINY, compose_config, run_entry_script
 
 from advaug.errors import ConfigError
 from advaug.evaluation import evaluate_robustness, write_robustness
@@ -138,9 +135,7 @@ def test_training_run_writes_robustness_of_best_checkpoint(tiny_run):
 
 
 def run_evaluate(args, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    return subprocess.run([sys.executable, str(ROOT / "src" / "evaluate.py"), *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return run_entry_script("evaluate.py", args, cwd)
 
 
 def test_evaluate_script_rescoring_a_checkpoint(tiny_run, tmp_path):

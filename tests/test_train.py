@@ -1,12 +1,9 @@
 """End-to-end: train(cfg) on tiny synthetic data, and src/train.py as a user runs it."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, compose_config
+from conftest import compose_config, run_entry_script
 
 from advaug.training import train
 
@@ -48,15 +45,7 @@ def test_same_seed_same_metrics(tmp_path, tiny_overrides):
 
 
 def run_script(args, cwd, timeout=300):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_entry_script("train.py", args, cwd, timeout)
 
 
 def script_overrides(tmp_path):
