@@ -240,3 +240,16 @@ def test_figure_grid(tmp_path):
     assert diff.flatten(1).sub(0.5).abs().amax(1).min() == pytest.approx(0.5)  # peak change fills the range
     path = adversarial_grid(x, masks, adv, tmp_path / "f" / "grid.png", preds=masks, max_samples=2)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_only_every_n_epochs(tmp_path, tiny_overrides):
+    cfg = compose_config(
+        [*tiny_overrides, "trainer.max_epochs=3", "aug=invfgsm", "aug.figure_every_n_epochs=2"]
+        + ["robustness.enabled=false", "test=false"],
+        tmp_path,
+    )
+    train(cfg)
+    figures = sorted(p.name for p in (tmp_path / "run" / "figures").glob("adv_*"))
+    assert figures == ["adv_epoch000.png", "adv_epoch002.png"]  # pools for epochs 0, 1, 2; figures 0, 2
+    with pytest.raises(ConfigError, match="figure_every_n_epochs"):
+        AdversarialAugmentation(figure_every_n_epochs=0)

@@ -103,6 +103,8 @@ class AdversarialAugmentation(L.Callback):
         seed: seeds the choice of samples and the eps draws (with the epoch).
         loss_stats_samples: how many attacked samples the logged loss change is measured on.
         figure_samples: rows of the PNG grid written per regeneration (0 = no figure).
+        figure_every_n_epochs: write that grid only for pools of epochs 0, n, 2n, ... (long runs on
+            large images otherwise write one ~1 MB PNG per epoch).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class AdversarialAugmentation(L.Callback):
         seed: int = 0,
         loss_stats_samples: int = 16,
         figure_samples: int = 4,
+        figure_every_n_epochs: int = 1,
     ) -> None:
         if str(method).lower() not in METHODS:
             raise ConfigError(f"aug.method={method!r}: choose one of fgsm, invfgsm, pgd, invpgd.")
@@ -168,6 +171,9 @@ class AdversarialAugmentation(L.Callback):
         )
         self.seed, self.loss_stats_samples = int(seed), int(loss_stats_samples)
         self.figure_samples = int(figure_samples)
+        if int(figure_every_n_epochs) < 1:
+            raise ConfigError(f"figure_every_n_epochs={figure_every_n_epochs}: must be at least 1.")
+        self.figure_every_n_epochs = int(figure_every_n_epochs)
         # state (checkpointed)
         self.pool_epoch: int | None = None  # epoch whose training used the current pool first
         self.next_epoch = 0  # the epoch a resumed run starts with
@@ -398,7 +404,7 @@ class AdversarialAugmentation(L.Callback):
                 epoch,
                 "  ".join(f"{k[4:]}={v:.4g}" for k, v in stats.items()),
             )
-            if self.figure_samples > 0 and len(clean):
+            if self.figure_samples > 0 and len(clean) and epoch % self.figure_every_n_epochs == 0:
                 self._figure(trainer, pl_module, epoch, clean, masks, adv)
 
     def _figure(self, trainer, pl_module, epoch, clean, masks, adv) -> Path:
