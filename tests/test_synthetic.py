@@ -35,4 +35,23 @@ def test_ensure_writes_on_disk_format_once(tmp_path):
     assert (root / "images" / "phantom_0000.png").stat().st_mtime_ns == stamp
     SyntheticPhantomGenerator(num_images=4, size=32, seed=1).ensure(root)  # new settings: regenerated
     assert len(list((root / "images").iterdir())) == 4
-    assert not (tmp_path / "syn.tmp").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no half-written folder left
+
+
+def _ensure(root):
+    SyntheticPhantomGenerator(num_images=12, size=32, seed=3).ensure(root)
+
+
+def test_parallel_jobs_generate_once_without_clashing(tmp_path):
+    # parallel sweep jobs (joblib) all call ensure() on the same folder at start-up
+    import multiprocessing as mp
+
+    root = tmp_path / "syn"
+    procs = [mp.get_context("fork").Process(target=_ensure, args=(root,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert len(list((root / "images").iterdir())) == len(list((root / "masks").iterdir())) == 12
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]

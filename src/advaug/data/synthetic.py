@@ -10,9 +10,12 @@ enhancing rim, sometimes faint), plus blur and noise; about 10 % of slices have 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image, ImageFilter
 
 
@@ -109,24 +112,41 @@ class SyntheticPhantomGenerator:
         }
 
     def ensure(self, root: str | Path) -> Path:
-        """Generate into ``root`` unless an identical generation is already there."""
-        root = Path(root)
-        info = root / "dataset.json"
-        if info.is_file() and json.loads(info.read_text()).get("settings") == self.settings:
-            return root
-        tmp = root.with_name(root.name + ".tmp")
-        if tmp.exists():
-            import shutil
+        """Generate into ``root`` unless an identical generation is already there.
 
-            shutil.rmtree(tmp)
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "masks").mkdir()
+        Safe when several processes (parallel sweep jobs, DDP ranks) ask at once: a file lock
+        beside ``root`` serialises them, and each writes into its own temporary folder that is
+        renamed into place only when complete.
+        """
+        root = Path(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root.with_name(root.name + ".lock"))):
+            if self._is_current(root):
+                return root
+            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+            try:
+                self._write(tmp)
+                if root.exists():
+                    shutil.rmtree(root)
+                tmp.rename(root)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+        return root
+
+    def _is_current(self, root: Path) -> bool:
+        info = root / "dataset.json"
+        return info.is_file() and json.loads(info.read_text()).get("settings") == self.settings
+
+    def _write(self, folder: Path) -> None:
+        (folder / "images").mkdir()
+        (folder / "masks").mkdir()
         rng = np.random.default_rng(self.seed)
         for i in range(self.num_images):
             image, mask = phantom(rng, self.size)
-            Image.fromarray(image).save(tmp / "images" / f"phantom_{i:04d}.png")
-            Image.fromarray(mask * 255).save(tmp / "masks" / f"phantom_{i:04d}.png")
-        (tmp / "dataset.json").write_text(
+            Image.fromarray(image).save(folder / "images" / f"phantom_{i:04d}.png")
+            Image.fromarray(mask * 255).save(folder / "masks" / f"phantom_{i:04d}.png")
+        (folder / "dataset.json").write_text(
             json.dumps(
                 {
                     "name": "synthetic",
@@ -137,9 +157,3 @@ class SyntheticPhantomGenerator:
                 indent=2,
             )
         )
-        if root.exists():
-            import shutil
-
-            shutil.rmtree(root)
-        tmp.rename(root)
-        return root
