@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from advaug.data.datasets import apply_joint
 from advaug.errors import ConfigError
 
 
@@ -102,9 +103,7 @@ class TransformedPairs(Dataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = self.indices[k]
         self.pipeline.reseed(sample_seed(self.seed, self.epoch, k))
-        out = self.pipeline.compose(image=self.images[i].permute(1, 2, 0).numpy(), mask=self.masks[i].numpy())
-        image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
-        mask = torch.from_numpy(np.ascontiguousarray(out["mask"]))
+        image, mask = apply_joint(self.pipeline.compose, self.images[i], self.masks[i])
         if image.shape[1:] != self.images.shape[2:] or mask.shape != self.masks.shape[1:]:
             raise ConfigError(
                 f"aug pipeline changed the sample size from {tuple(self.images.shape[2:])} to "

@@ -10,6 +10,15 @@ import torch
 from torch.utils.data import Dataset
 
 
+def apply_joint(transform: Callable, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply an albumentations-style ``transform(image=HWC, mask=HW)`` to uint8 tensors (3,H,W), (H,W)."""
+    out = transform(image=image.permute(1, 2, 0).numpy(), mask=mask.numpy())
+    return (
+        torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1),
+        torch.from_numpy(np.ascontiguousarray(out["mask"])),
+    )
+
+
 class CleanPairs(Dataset):
     """uint8 images (N,3,H,W) and masks (N,H,W) -> float image in [0,1], long mask.
 
@@ -28,9 +37,7 @@ class CleanPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, mask = self.images[index], self.masks[index]
         if self.transform is not None:
-            out = self.transform(image=image.permute(1, 2, 0).numpy(), mask=mask.numpy())
-            image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
-            mask = torch.from_numpy(np.ascontiguousarray(out["mask"]))
+            image, mask = apply_joint(self.transform, image, mask)
         return {"image": image.float().div_(255.0), "mask": mask.long(), "index": torch.tensor(index)}
 
 
