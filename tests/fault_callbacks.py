@@ -12,13 +12,14 @@ import torch
 
 
 class NanLoss(L.Callback):
-    """Turns the input batch into NaN from epoch ``at_epoch`` on, so the loss becomes NaN."""
+    """Turns the input batch into NaN from epoch ``at_epoch`` on (only batch ``only_batch`` of
+    each epoch when given), so the loss becomes NaN."""
 
-    def __init__(self, at_epoch: int = 1) -> None:
-        self.at_epoch = int(at_epoch)
+    def __init__(self, at_epoch: int = 1, only_batch: int | None = None) -> None:
+        self.at_epoch, self.only_batch = int(at_epoch), only_batch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch >= self.at_epoch:
+        if trainer.current_epoch >= self.at_epoch and self.only_batch in (None, batch_idx):
             batch["image"].fill_(float("nan"))
 
 

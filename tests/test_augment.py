@@ -136,7 +136,8 @@ def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tm
     assert not torch.equal(pools[0], pools[1]) and not torch.equal(pools[1], pools[2])
     assert torch.equal(pools[2], pools[3])  # the last epoch's end did not refill
     masks = datamodule.extra_state()["masks"]
-    assert masks.dtype == torch.long and set(masks.unique().tolist()) <= {0, 1}
+    assert masks.dtype == torch.uint8 and set(masks.unique().tolist()) <= {0, 1}  # stored compactly
+    assert datamodule.train_dataset()[8]["mask"].dtype == torch.long  # served like the clean pairs
     assert pools[0].shape == (4, 3, 32, 32) and 0.0 <= float(pools[0].min()) and float(pools[0].max()) <= 1.0
 
 

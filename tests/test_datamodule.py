@@ -86,3 +86,15 @@ def test_real_isbi_images(tmp_path):
     assert images.shape == (20, 3, 64, 64)
     fg = masks.float().mean().item()
     assert 0.6 < fg < 0.9  # cell interior (255) covers most pixels, membranes are class 0
+
+
+def test_extra_pool_stores_masks_as_uint8_and_serves_long():
+    from advaug.data.datasets import ExtraPool
+
+    images = torch.rand(3, 3, 4, 4)
+    pool = ExtraPool(images, torch.tensor([0, 1, 2]).view(3, 1, 1).expand(3, 4, 4).long())
+    assert pool.masks.dtype == torch.uint8  # 1/8 of the memory and checkpoint bytes
+    item = pool[2]
+    assert item["mask"].dtype == torch.long and int(item["mask"].max()) == 2 and int(item["index"]) == -3
+    wide = ExtraPool(images, torch.full((3, 4, 4), 300, dtype=torch.long))  # ids that need more than 8 bits
+    assert wide.masks.dtype == torch.long and int(wide[0]["mask"].max()) == 300

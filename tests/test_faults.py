@@ -20,11 +20,14 @@ from advaug.training import train
 FAST = ["robustness.enabled=false"]
 
 
-def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides, capsys):
+@pytest.mark.parametrize("defer", [False, True], ids=["at-once", "one-step-late"])
+def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides, capsys, defer):
+    # defer=True is the GPU path (the loss is read one step late), forced here on the CPU
     cfg = compose_config(
         [
             *tiny_overrides,
             *FAST,
+            f"model.defer_finite_check={defer}",
             "trainer.max_epochs=3",
             "+callbacks.nan._target_=fault_callbacks.NanLoss",
             "+callbacks.nan.at_epoch=1",
@@ -42,6 +45,29 @@ def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path
     assert "epoch 1, step 2" in record["error"]
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == 2  # the end of the last good epoch
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoint(tmp_path, tiny_overrides, capsys):
+    # NaN only in the last batch of epoch 1: the one-step-late check must still fire before
+    # last.ckpt of epoch 1 is written with the diverged weights
+    cfg = compose_config(
+        [
+            *tiny_overrides,
+            *FAST,
+            "model.defer_finite_check=true",
+            "+callbacks.nan._target_=fault_callbacks.NanLoss",
+            "+callbacks.nan.at_epoch=1",
+            "+callbacks.nan.only_batch=1",
+        ],
+        tmp_path,
+    )
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        run_entry(train, cfg, output_dir=out)
+    assert "loss became nan at epoch 1, step 3 (batch 1)" in capsys.readouterr().err
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and last["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 

@@ -103,7 +103,7 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
             raise ValueError(f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match")
-        self._pool = ExtraPool(images.detach().float().cpu().contiguous(), masks.detach().long().cpu().contiguous())
+        self._pool = ExtraPool(images.detach().float().cpu().contiguous(), masks.detach().cpu().contiguous())
 
     @property
     def num_extra(self) -> int:

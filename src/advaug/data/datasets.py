@@ -42,15 +42,21 @@ class CleanPairs(Dataset):
 
 
 class ExtraPool(Dataset):
-    """Extra training samples given as float images in [0,1] (N,3,H,W) and masks (N,H,W)."""
+    """Extra training samples given as float images in [0,1] (N,3,H,W) and masks (N,H,W).
+
+    Masks are held as uint8 when the class ids fit (an eighth of int64's memory and checkpoint
+    size: the pool travels in every checkpoint) and served as long like the clean pairs.
+    """
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor) -> None:
         if len(images) != len(masks):
             raise ValueError(f"pool has {len(images)} images but {len(masks)} masks")
+        if masks.dtype != torch.uint8 and (masks.numel() == 0 or (masks.min() >= 0 and masks.max() <= 255)):
+            masks = masks.to(torch.uint8)
         self.images, self.masks = images, masks
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "mask": self.masks[index], "index": torch.tensor(-1 - index)}
+        return {"image": self.images[index], "mask": self.masks[index].long(), "index": torch.tensor(-1 - index)}

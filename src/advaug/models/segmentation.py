@@ -37,6 +37,10 @@ class SegmentationLoss(nn.Module):
 class SegmentationModule(L.LightningModule):
     """Wraps any ``segmentation_models_pytorch`` model producing (N, C, H, W) logits.
 
+    A non-finite training loss raises :class:`TrainingDivergedError` naming the step. On an
+    accelerator (``defer_finite_check=None``, the default) that check reads the loss one step late
+    to avoid a host-device sync per step; ``True`` / ``False`` force either way.
+
     ``optimizer`` / ``scheduler`` are Hydra partials (``_partial_: true``) taking the parameters
     and the optimizer respectively; ``scheduler=None`` trains at a constant rate.
     """
@@ -49,6 +53,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: Callable[..., object] | None = None,
         loss: SegmentationLoss | None = None,
         channels_last: bool = False,
+        defer_finite_check: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
@@ -66,6 +71,9 @@ class SegmentationModule(L.LightningModule):
         # per-image mean loss as a metric: its float (sum, weight) states sync exactly under DDP,
         # also for uneven shards, where Lightning's sync_dist mean truncates its integer counts
         self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        # (loss, epoch, step, batch) of the last training step whose loss is not checked yet
+        self._pending_loss: tuple[torch.Tensor, int, int, int] | None = None
+        self.defer_finite_check = defer_finite_check
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -75,12 +83,17 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["mask"])
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step} "
-                f"(batch {batch_idx}). Lower the learning rate (optim.optimizer.lr) or check the input data; "
-                "the last good checkpoint is kept in checkpoints/last.ckpt."
-            )
+        where = (self.current_epoch, self.global_step, batch_idx)
+        defer = self.defer_finite_check
+        if not (loss.device.type != "cpu" if defer is None else defer):
+            self._raise_if_diverged(loss, *where)
+        else:
+            # On an accelerator, reading the loss forces a host-device sync that stalls the queue
+            # every step. Check the *previous* step's loss instead, after this step's forward is
+            # queued: the GPU keeps working while we wait. The last step of an epoch is checked in
+            # on_train_batch_end, before any epoch-end hook (pool, checkpoint) sees the weights.
+            self._check_pending()
+            self._pending_loss = (loss.detach(), *where)
         # sync_dist: under DDP the logged loss is the mean over ranks, not rank 0's shard alone
         self.log(
             "train/loss",
@@ -92,6 +105,27 @@ class SegmentationModule(L.LightningModule):
             sync_dist=True,
         )
         return loss
+
+    @staticmethod
+    def _raise_if_diverged(loss: torch.Tensor, epoch: int, step: int, batch_idx: int) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"loss became {loss.item()} at epoch {epoch}, step {step} (batch {batch_idx}). "
+                "Lower the learning rate (optim.optimizer.lr) or check the input data; "
+                "the last good checkpoint is kept in checkpoints/last.ckpt."
+            )
+
+    def _check_pending(self) -> None:
+        pending, self._pending_loss = self._pending_loss, None
+        if pending is not None:
+            self._raise_if_diverged(*pending)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._check_pending()
+
+    def on_train_epoch_end(self) -> None:
+        self._check_pending()  # an epoch cut short (limit_train_batches, should_stop)
 
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         logits = self(batch["image"])
