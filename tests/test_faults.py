@@ -21,7 +21,9 @@ FAST = ["robustness.enabled=false"]
 
 
 @pytest.mark.parametrize("defer", [False, True], ids=["at-once", "one-step-late"])
-def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path, tiny_overrides, capsys, defer):
+def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(
+    tmp_path, tiny_overrides, capsys, defer
+):
     # defer=True is the GPU path (the loss is read one step late), forced here on the CPU
     cfg = compose_config(
         [
@@ -48,7 +50,9 @@ def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(tmp_path
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
-def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoint(tmp_path, tiny_overrides, capsys):
+def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoint(
+    tmp_path, tiny_overrides, capsys
+):
     # NaN only in the last batch of epoch 1: the one-step-late check must still fire before
     # last.ckpt of epoch 1 is written with the diverged weights
     cfg = compose_config(
