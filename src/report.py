@@ -4,6 +4,9 @@ Examples::
 
     python src/report.py logs/train/multiruns/<time>            # writes tables.md, *.csv, *.png there
     python src/report.py logs/a logs/b --out reports/combined --epochs 0,10,20,30
+    # a page to publish: docs/results/kvasir-seg.md, its CSVs / plots / figures in docs/results/kvasir-seg/
+    python src/report.py docs/results/kvasir-seg/runs --out docs/results --name kvasir-seg \
+        --header docs/results/kvasir-seg/header.md --title "..." --figures none,fgsm,invfgsm
 """
 
 import argparse
@@ -28,9 +31,22 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: [int(e) for e in s.split(",")],
         help="Table 1 epoch columns, e.g. 0,10,20,30 (default: 0/10/20/30 if reached, else 4 evenly spaced)",
     )
+    parser.add_argument("--name", help="publish as <out>/<name>.md with its files in <out>/<name>/")
+    parser.add_argument("--header", help="a Markdown file inserted under the title (setup, conclusions)")
+    parser.add_argument("--title", default="Results", help="the page title")
+    parser.add_argument(
+        "--figures",
+        type=lambda s: [m for m in s.split(",") if m],
+        help="methods whose Fig. 3-4 grid is shown, e.g. none,fgsm,invfgsm (default: all)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    written = run_entry(lambda _: write_report(args.roots, args.out, args.epochs), None)
+    written = run_entry(
+        lambda _: write_report(
+            args.roots, args.out, args.epochs, args.name, args.header, args.title, args.figures
+        ),
+        None,
+    )
     print(f"report written to {written['tables.md']}")
     return 0
 

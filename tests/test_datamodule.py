@@ -98,3 +98,20 @@ def test_extra_pool_stores_masks_as_uint8_and_serves_long():
     assert item["mask"].dtype == torch.long and int(item["mask"].max()) == 2 and int(item["index"]) == -3
     wide = ExtraPool(images, torch.full((3, 4, 4), 300, dtype=torch.long))  # ids that need more than 8 bits
     assert wide.masks.dtype == torch.long and int(wide[0]["mask"].max()) == 300
+
+
+def test_pin_memory_follows_the_training_device_unless_set(phantom_root):
+    from types import SimpleNamespace
+
+    def on(device: str) -> SimpleNamespace:
+        return SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+
+    auto = SegmentationDataModule(root=str(phantom_root))
+    assert auto._pin() is False  # no trainer yet
+    auto.trainer = on("cpu")
+    assert auto._pin() is False
+    auto.trainer = on("cuda")
+    assert auto._pin() is True  # asynchronous host-to-GPU batch copies
+    off = SegmentationDataModule(root=str(phantom_root), pin_memory=False)
+    off.trainer = on("cuda")
+    assert off._pin() is False

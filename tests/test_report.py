@@ -182,3 +182,30 @@ def test_evaluate_outputs_count_in_table2_only(tmp_path):
     assert float(t2[("pgd / pred labels", "before: none", "clean")]["mean"]) == pytest.approx(0.8)
     assert "Jobs missing or failed" not in written["tables.md"].read_text()
     assert [r["row"] for r in read_csv(written["table3.csv"]) if r["metric"] == "miou"] == ["none"]
+
+
+def test_published_page_carries_header_provenance_and_figures(sweep, tmp_path):
+    # what docs/results/kvasir-seg.md is made with: --name / --header / --figures
+    for i, job in enumerate(sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())):
+        m = json.loads((job / "metrics.json").read_text())
+        m.update(epochs=30, splits={"train": 8, "val": 2, "test": 2}, wall_time_s=100.0 + i)
+        m["environment"] = {"device": "NVIDIA H200", "commit": "abc1234", "torch": "2.11.0"}
+        (job / "metrics.json").write_text(json.dumps(m))
+        (job / "figures").mkdir()
+        (job / "figures" / "samples.png").write_bytes(b"\x89PNG" + bytes([i]) * 10)
+    header = tmp_path / "header.md"
+    header.write_text("Setup and conclusions written by hand.\n")
+    out = tmp_path / "docs"
+    written = write_report([sweep], out, name="page", header=header, title="Colon", figures=["fgsm"])
+    page = (out / "page.md").read_text()
+    assert written["page.md"] == out / "page.md"
+    assert page.startswith("# Colon\n\nSetup and conclusions written by hand.\n")
+    assert "| completed jobs | 6: 2 methods × seeds 0, 1, 2 |" in page
+    assert "| epochs | 30 |" in page and '{"test": 2, "train": 8, "val": 2}' in page
+    assert "min 100 s, median 102 s, max 105 s" in page
+    assert "| device | NVIDIA H200 |" in page and "| commit | `abc1234` |" in page
+    # files beside the page, linked relative to it; only the chosen method's grid, from seed 0
+    assert (out / "page" / "table3.csv").is_file() and "(page/val_miou_vs_epoch.png)" in page
+    copied = out / "page" / "samples_colon_fgsm.png"
+    assert copied.read_bytes() == (sweep / "3_aug=fgsm,seed=0" / "figures" / "samples.png").read_bytes()
+    assert "(<page/samples_colon_fgsm.png>)" in page and "samples_colon_none" not in page

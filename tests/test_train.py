@@ -20,6 +20,9 @@ def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
     assert (out / "config_resolved.yaml").is_file()
     assert written["splits"] == {"train": 8, "val": 4, "test": 4}
+    env = written["environment"]  # provenance for reports: where and with what this ran
+    assert env["device"].startswith("cpu") and env["precision"] == "32-true" and env["torch"]
+    assert env["commit"] is None or len(env["commit"]) >= 7
 
 
 def test_training_reduces_loss(tmp_path, tiny_overrides):
@@ -31,6 +34,24 @@ def test_training_reduces_loss(tmp_path, tiny_overrides):
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert history[-1]["val/loss"] < history[0]["val/loss"]
     assert all(r["train/img_per_s"] > 0 for r in history[1:])
+
+
+def test_epoch_train_loss_is_the_mean_of_the_step_losses(tmp_path, tiny_overrides):
+    # the epoch loss is accumulated on the device (not via self.log every step): check it against
+    # the step losses the CSV logger wrote with log_every_n_steps=1 (equal batches: plain mean)
+    import csv
+
+    cfg = compose_config(
+        [*tiny_overrides, "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "test=false"], tmp_path
+    )
+    history = train(cfg)["history"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    for epoch in (0, 1):
+        steps = [
+            float(r["train/loss_step"]) for r in rows if r["train/loss_step"] and int(r["epoch"]) == epoch
+        ]
+        assert len(steps) == 2  # 8 train images, batch 4
+        assert history[epoch + 1]["train/loss"] == pytest.approx(sum(steps) / len(steps), rel=1e-5)
 
 
 def test_same_seed_same_metrics(tmp_path, tiny_overrides):

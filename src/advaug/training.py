@@ -16,6 +16,7 @@ from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.resume import resolve_ckpt_path
 from advaug.utils.distributed import check_launch, is_rank_zero
+from advaug.utils.environment import describe
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test": test,
         "history": _history(trainer),
         "wall_time_s": time.time() - started,
+        "environment": describe(trainer.strategy.root_device, str(trainer.precision)),
     }
     if trainer.is_global_zero:
         atomic_write_json(out / "metrics.json", metrics)

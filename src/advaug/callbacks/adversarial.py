@@ -183,7 +183,8 @@ class AdversarialAugmentation(L.Callback):
         self._collecting = False
         self._chosen: Tensor | None = None
         self._buffer: dict[str, list[Tensor]] = {}
-        self._eps_gen: torch.Generator | None = None
+        self._eps_table: Tensor | None = None
+        self._on_device: tuple[Tensor, Tensor] | None = None
         self._free_seconds = 0.0
 
     @property
@@ -222,8 +223,8 @@ class AdversarialAugmentation(L.Callback):
 
     # -- regenerate mode -------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        images, _ = trainer.datamodule.train_images()
-        self._check_model(pl_module, images[:1])
+        images, _ = trainer.datamodule.train_images(torch.arange(1))
+        self._check_model(pl_module, images)
         # A resumed run restores the pool before this hook, but the loops' epoch only after it.
         epoch = self.next_epoch if self._restored else trainer.current_epoch
         if (
@@ -248,17 +249,17 @@ class AdversarialAugmentation(L.Callback):
     def regenerate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         """Attack this rank's shard of the chosen samples with the current weights, gather, set the pool."""
         started = time.perf_counter()
-        images, masks = trainer.datamodule.train_images()
-        chosen = choose_indices(len(images), self.fraction, self.seed, epoch)
+        dm = trainer.datamodule
+        chosen = choose_indices(dm.num_train(), self.fraction, self.seed, epoch)
         eps = sample_eps(self.eps, len(chosen), self.eps_sampling, _generator(self.seed + 1, epoch))
         rank, world = trainer.global_rank, trainer.world_size
         shard, eps = chosen[rank::world], eps[rank::world]
         device = pl_module.device
+        eps = eps.to(device)
         loss_fn = getattr(pl_module, "criterion", None)
-        advs, zero = [], 0.0
+        advs, targets, zero = [], [], 0.0
         for start in range(0, len(shard), self.attack_batch_size):
-            ids = shard[start : start + self.attack_batch_size]
-            x, y = images[ids].to(device), masks[ids].to(device)
+            x, y = dm.train_images(shard[start : start + self.attack_batch_size], device)
             target = y if self.labels == "true" else predicted_labels(pl_module, x, self.use_eval_mode)
             result = perturb(
                 pl_module,
@@ -274,14 +275,18 @@ class AdversarialAugmentation(L.Callback):
                 precision=self.precision,
             )
             advs.append(result.images)
-            zero += result.zero_grad_fraction * len(ids)
-        adv = torch.cat(advs) if advs else images.new_zeros((0, *images.shape[1:])).to(device)
+            targets.append(y)
+            zero += result.zero_grad_fraction * len(x)
+        if advs:
+            adv, masks = torch.cat(advs), torch.cat(targets)
+        else:  # a DDP rank with an empty shard still joins the gather
+            adv, masks = dm.train_images(shard, device)
         pool_images = gather_rows(trainer, adv)
-        pool_masks = gather_rows(trainer, masks[shard].to(device))
-        trainer.datamodule.set_extra(pool_images, pool_masks)
+        pool_masks = gather_rows(trainer, masks)
+        dm.set_extra(pool_images, pool_masks)
         self.pool_epoch = epoch
         seconds = time.perf_counter() - started
-        clean = images[shard[: max(self.loss_stats_samples, self.figure_samples)]]
+        clean, _ = dm.train_images(shard[: max(self.loss_stats_samples, self.figure_samples)])
         self._report(
             trainer,
             pl_module,
@@ -290,7 +295,7 @@ class AdversarialAugmentation(L.Callback):
             seconds,
             zero / max(len(shard), 1),
             clean,
-            masks[shard[: len(clean)]],
+            masks[: len(clean)],
             adv[: len(clean)],
         )
 
@@ -305,10 +310,12 @@ class AdversarialAugmentation(L.Callback):
             and not self._last_epoch(trainer, nxt)
         )
         if self._collecting:
-            n = len(trainer.datamodule.train_images()[1])
+            n = trainer.datamodule.num_train()
             self._chosen = choose_indices(n, self.fraction, self.seed, nxt)
-            self._eps_gen = _generator(self.seed + 1, nxt)
-            self._buffer = {"adv": [], "mask": [], "clean": [], "zero": []}
+            # sigma per clean sample index, drawn once per epoch: no host-to-device copy per batch
+            self._eps_table = sample_eps(self.eps, n, self.eps_sampling, _generator(self.seed + 1, nxt))
+            self._on_device = None
+            self._buffer = {"adv": [], "mask": [], "keep": [], "zero": [], "clean": [], "clean_keep": []}
             self._free_seconds = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -330,20 +337,30 @@ class AdversarialAugmentation(L.Callback):
                 "free adversarial mode: the batch image got no gradient; is the training step using it?"
             )
             return
+        # Every row is perturbed and kept on the device with a keep-flag (clean and chosen); the
+        # rows are selected once, at the epoch's end. Selecting here (boolean indexing, .any())
+        # would stall the GPU queue with a host sync on every training step.
         index = batch["index"]
-        keep = (index >= 0) & torch.isin(index, self._chosen.to(index.device))  # clean samples only
-        if not keep.any():
-            return
-        grad, clean = grad[keep].float(), x.detach()[keep]
-        eps = sample_eps(self.eps, len(clean), self.eps_sampling, self._eps_gen).to(clean.device)
+        if self._on_device is None or self._on_device[0].device != index.device:
+            self._on_device = (self._chosen.to(index.device), self._eps_table.to(index.device))
+        chosen, eps_table = self._on_device
+        keep = (index >= 0) & torch.isin(index, chosen)
+        eps = eps_table[index.clamp(min=0)]
+        grad, clean = grad.float(), x.detach()
         step = DIRECTION[self.method] * torch.nan_to_num(grad).sign()
         adv = (clean + eps.view(-1, 1, 1, 1) * step).clamp(0.0, 1.0)
         buf = self._buffer
         buf["adv"].append(adv.detach())
-        buf["mask"].append(batch["mask"][keep].detach())
-        buf["zero"].append(torch.stack([(grad == 0).sum().float(), grad.new_tensor(grad.numel())]))  # no sync
-        if sum(len(c) for c in buf["clean"]) < max(self.loss_stats_samples, self.figure_samples):
-            buf["clean"].append(clean.cpu())
+        buf["mask"].append(batch["mask"].detach())
+        buf["keep"].append(keep)
+        zeros = ((grad == 0).flatten(1).sum(1).float() * keep).sum()
+        buf["zero"].append(torch.stack([zeros, keep.sum().float() * grad[0].numel()]))  # no sync
+        wanted = max(self.loss_stats_samples, self.figure_samples)
+        if (
+            sum(len(c) for c in buf["clean"]) < 4 * wanted / self.fraction
+        ):  # enough rows to hold `wanted` kept ones
+            buf["clean"].append(clean)
+            buf["clean_keep"].append(keep)
         self._free_seconds += time.perf_counter() - started
 
     def _publish_free(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
@@ -352,12 +369,17 @@ class AdversarialAugmentation(L.Callback):
         if not buf.get("adv"):
             log.warning("free adversarial mode collected no samples in epoch %d", epoch - 1)
             return
-        adv, masks = torch.cat(buf["adv"]), torch.cat(buf["mask"])
+        keep = torch.cat(buf["keep"])
+        if trainer.world_size == 1 and not bool(keep.any()):  # under DDP every rank must gather
+            log.warning("free adversarial mode: no clean chosen sample was trained on in epoch %d", epoch - 1)
+            return
+        adv, masks = torch.cat(buf["adv"])[keep], torch.cat(buf["mask"])[keep]
         pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
         trainer.datamodule.set_extra(pool_images, pool_masks)
         self.pool_epoch = epoch
         zero = torch.stack(buf["zero"]).sum(0).cpu()
-        clean = torch.cat(buf["clean"])
+        clean = torch.cat(buf["clean"])[torch.cat(buf["clean_keep"])].cpu()
+        clean = clean[: max(self.loss_stats_samples, self.figure_samples)]
         seconds = self._free_seconds + time.perf_counter() - started
         self._report(
             trainer,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from advaug.reporting import aggregate, plots
 from advaug.reporting.collect import Job, collect
+from advaug.reporting.provenance import provenance_lines
 from advaug.reporting.tables import METRIC_NAMES, pivot_markdown, records_csv, rows_csv
 from advaug.utils.io import atomic_write_text
 
@@ -31,6 +33,10 @@ def _section(records: list[dict[str, Any]], split_by_dataset: bool, row_header: 
     return lines
 
 
+def _link(path: Path, page_dir: Path) -> str:
+    return Path(os.path.relpath(path, page_dir)).as_posix()
+
+
 def _job_rows(jobs: Sequence[Job], out: Path) -> list[dict[str, Any]]:
     return [
         {
@@ -48,38 +54,54 @@ def _job_rows(jobs: Sequence[Job], out: Path) -> list[dict[str, Any]]:
 
 
 def write_report(
-    roots: Sequence[str | Path], out_dir: str | Path | None = None, epochs: Sequence[int] | None = None
+    roots: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    epochs: Sequence[int] | None = None,
+    name: str | None = None,
+    header: str | Path | None = None,
+    title: str = "Results",
+    figures: Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Collect every job under ``roots`` and write the report into ``out_dir`` (default: the first root).
 
+    Without ``name``: ``tables.md`` plus CSVs and plots in ``out_dir``. With ``name`` (a page to
+    publish): ``out_dir/<name>.md`` with its CSVs, plots and figures in ``out_dir/<name>/``.
+    ``header`` is a Markdown file inserted under the title (setup, conclusions); ``figures``
+    picks the methods whose Fig. 3-4 grid is shown (copied next to the page when ``name`` is
+    given; default: every method, linked in place).
+
     Returns the written paths by name. Jobs that are missing or failed are listed first in
-    ``tables.md`` and in ``jobs.csv``; they never silently disappear.
+    the page and in ``jobs.csv``; they never silently disappear.
     """
     jobs = collect(list(roots))  # first: a mistyped folder is an error, not an empty report
     out = Path(out_dir or roots[0])
-    out.mkdir(parents=True, exist_ok=True)
+    assets = out / name if name else out
+    assets.mkdir(parents=True, exist_ok=True)
+    page = out / f"{name}.md" if name else out / "tables.md"
     ok = [j for j in jobs if j.ok]
     bad = [j for j in jobs if j.status in ("missing", "failed")]
     cols = aggregate.table_epochs(ok, epochs)
     t1, t2, t3 = aggregate.table1(ok, cols), aggregate.table2(jobs), aggregate.table3(ok)
+    header_text = Path(header).read_text(encoding="utf-8").strip() if header else ""
 
     written = {
-        "jobs.csv": rows_csv(out / "jobs.csv", _job_rows(jobs, out), list(_job_rows(jobs[:1], out)[0])),
-        "table1.csv": records_csv(out / "table1.csv", t1),
-        "table2.csv": records_csv(out / "table2.csv", t2),
-        "table3.csv": records_csv(out / "table3.csv", t3),
+        "jobs.csv": rows_csv(assets / "jobs.csv", _job_rows(jobs, out), list(_job_rows(jobs[:1], out)[0])),
+        "table1.csv": records_csv(assets / "table1.csv", t1),
+        "table2.csv": records_csv(assets / "table2.csv", t2),
+        "table3.csv": records_csv(assets / "table3.csv", t3),
     }
     if ok:
         written["val_miou_vs_epoch.png"] = plots.plot_curves(
-            aggregate.curves(ok, "miou"), out / "val_miou_vs_epoch.png", "validation mean IoU"
+            aggregate.curves(ok, "miou"), assets / "val_miou_vs_epoch.png", "validation mean IoU"
         )
     if t2:
-        written["robustness_vs_eps.png"] = plots.plot_robustness(t2, out / "robustness_vs_eps.png")
+        written["robustness_vs_eps.png"] = plots.plot_robustness(t2, assets / "robustness_vs_eps.png")
 
     counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation")}
-    md = [
-        "# Results",
-        "",
+    md = [f"# {title}", ""]
+    if header_text:
+        md += [header_text, ""]
+    md += [
         f"Sources: {', '.join(f'`{r}`' for r in roots)}. Jobs: "
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         + ". Cells: mean ± sample std over seeds (n = seeds); **bold** = best in its column"
@@ -96,6 +118,7 @@ def write_report(
         md += [f"| `{r['path']}` | {r['status']} | {r['dataset']} | {r['method']} | {r['seed']} | {r['reason']} |"
                for r in _job_rows(bad, out)]  # fmt: skip
         md.append("")
+    md += provenance_lines(ok)
     md += ["## Table 1: validation scores over epochs (epoch 0 = before training)", ""]
     md += _section(t1, split_by_dataset=True)
     md += ["## Table 2: robustness before (aug=none) / after (augmented training), test split", ""]
@@ -103,17 +126,21 @@ def write_report(
     md += ["## Table 3: final test scores (best checkpoint) per method × dataset", ""]
     md += _section(t3, split_by_dataset=False)
     md += ["## Figures", ""]
-    md += [f"![{name}]({name})\n" for name in written if name.endswith(".png")]
-    grids = {}
-    for job in sorted(jobs, key=lambda j: (str(j.dataset), j.method, str(j.seed))):
+    md += [f"![{f}]({_link(written[f], out)})\n" for f in written if f.endswith(".png")]
+    grids: dict[tuple, tuple] = {}  # (dataset, method) -> (seed, samples.png) of its first seed
+    for job in sorted(jobs, key=lambda j: (str(j.dataset), j.method, j.seed if j.seed is not None else -1)):
         sample = job.path / "figures" / "samples.png"
-        if sample.is_file():
-            grids.setdefault((job.dataset, job.method), sample)
-    for (dataset, method), sample in grids.items():
+        if sample.is_file() and (figures is None or job.method in figures):
+            grids.setdefault((job.dataset, job.method), (job.seed, sample))
+    for (dataset, method), (seed, sample) in grids.items():
+        if name:  # a published page carries its figures
+            sample = Path(shutil.copyfile(sample, assets / f"samples_{dataset}_{method}.png"))
         md.append(
-            f"Fig. 3-4 grid, {dataset} / {method}:\n\n![{dataset} {method}](<{os.path.relpath(sample, out)}>)\n"
+            f"Fig. 3-4 grid (test images), {dataset} / {method}, seed {seed}:\n\n"
+            f"![{dataset} {method}](<{_link(sample, out)}>)\n"
         )
-    written["tables.md"] = atomic_write_text(out / "tables.md", "\n".join(md))
+    written[page.name] = atomic_write_text(page, "\n".join(md))
+    written["tables.md"] = written[page.name]
     for job in bad:
         log.warning("job %s: %s (%s)", job.path, job.status, job.reason)
     return written
