@@ -6,7 +6,7 @@ Examples::
     python src/report.py logs/a logs/b --out reports/combined --epochs 0,10,20,30
     # a page to publish: docs/results/kvasir-seg.md, its CSVs / plots / figures in docs/results/kvasir-seg/
     python src/report.py docs/results/kvasir-seg/runs --out docs/results --name kvasir-seg \
-        --header docs/results/kvasir-seg/header.md --title "..." --figures none,fgsm,invfgsm
+        --header docs/results/kvasir-seg/header.md --title "..." --figures none,fgsm,invfgsm --compare invfgsm
 """
 
 import argparse
@@ -39,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: [m for m in s.split(",") if m],
         help="methods whose Fig. 3-4 grid is shown, e.g. none,fgsm,invfgsm (default: all)",
     )
+    parser.add_argument(
+        "--compare",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=[],
+        help="methods whose test-score margins over the others are tabulated, e.g. invfgsm,fgsm",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     written = run_entry(
         lambda _: write_report(
-            args.roots, args.out, args.epochs, args.name, args.header, args.title, args.figures
+            args.roots, args.out, args.epochs, args.name, args.header, args.title, args.figures, args.compare
         ),
         None,
     )

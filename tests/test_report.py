@@ -196,7 +196,9 @@ def test_published_page_carries_header_provenance_and_figures(sweep, tmp_path):
     header = tmp_path / "header.md"
     header.write_text("Setup and conclusions written by hand.\n")
     out = tmp_path / "docs"
-    written = write_report([sweep], out, name="page", header=header, title="Colon", figures=["fgsm"])
+    written = write_report(
+        [sweep], out, name="page", header=header, title="Colon", figures=["fgsm"], compare=["fgsm"]
+    )
     page = (out / "page.md").read_text()
     assert written["page.md"] == out / "page.md"
     assert page.startswith("# Colon\n\nSetup and conclusions written by hand.\n")
@@ -209,3 +211,6 @@ def test_published_page_carries_header_provenance_and_figures(sweep, tmp_path):
     copied = out / "page" / "samples_colon_fgsm.png"
     assert copied.read_bytes() == (sweep / "3_aug=fgsm,seed=0" / "figures" / "samples.png").read_bytes()
     assert "(<page/samples_colon_fgsm.png>)" in page and "samples_colon_none" not in page
+    # fgsm 0.86 ± 0.01 vs none 0.80 ± 0.10: +0.06, pooled SD sqrt((0.01² + 0.1²) / 2) = 0.0711
+    assert "| colon | none | 0.8600 | 0.8000 | +0.0600 | 0.0711 | +0.8 | 3 vs 3 |" in page
+    assert (out / "page" / "margins.csv").is_file()

@@ -151,3 +151,37 @@ def curves(jobs: Sequence[Job], metric: str = "miou") -> dict[tuple[str, str], l
         )
         out[key] = [(e, mean_std(_history_value(j, metric, e) for j in group)) for e in epochs]
     return out
+
+
+def compare(jobs: Sequence[Job], reference: str, metric: str = "miou") -> list[dict[str, Any]]:
+    """Test-score margin of ``reference`` over every other method of the same dataset.
+
+    ``margin_sd`` divides the difference of means by the pooled sample standard deviation of
+    the two cells (a Cohen's d; with 3 seeds per cell a rough guide, not a test).
+    """
+    groups = _group(j for j in jobs if j.ok)
+    out = []
+    for (dataset, method), group in groups.items():
+        if method == reference or (dataset, reference) not in groups:
+            continue
+        ref = mean_std(
+            (j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in groups[dataset, reference]
+        )
+        other = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
+        diff = ref.mean - other.mean
+        pooled = math.sqrt((ref.std**2 + other.std**2) / 2) if ref.n > 1 and other.n > 1 else math.nan
+        out.append(
+            {
+                "dataset": dataset,
+                "reference": reference,
+                "versus": method,
+                "metric": metric,
+                "reference_mean": ref.mean,
+                "versus_mean": other.mean,
+                "difference": diff,
+                "pooled_sd": pooled,
+                "margin_sd": diff / pooled if pooled and math.isfinite(pooled) else math.nan,
+                "n": f"{ref.n} vs {other.n}",
+            }
+        )
+    return sorted(out, key=lambda r: (str(r["dataset"]), -r["difference"]))

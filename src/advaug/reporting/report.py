@@ -61,6 +61,7 @@ def write_report(
     header: str | Path | None = None,
     title: str = "Results",
     figures: Sequence[str] | None = None,
+    compare: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Collect every job under ``roots`` and write the report into ``out_dir`` (default: the first root).
 
@@ -68,7 +69,8 @@ def write_report(
     publish): ``out_dir/<name>.md`` with its CSVs, plots and figures in ``out_dir/<name>/``.
     ``header`` is a Markdown file inserted under the title (setup, conclusions); ``figures``
     picks the methods whose Fig. 3-4 grid is shown (copied next to the page when ``name`` is
-    given; default: every method, linked in place).
+    given; default: every method, linked in place). ``compare`` lists methods whose test-score
+    margins over every other method are tabulated (difference and pooled-SD units).
 
     Returns the written paths by name. Jobs that are missing or failed are listed first in
     the page and in ``jobs.csv``; they never silently disappear.
@@ -125,6 +127,25 @@ def write_report(
     md += _section(t2, split_by_dataset=True, row_header="model") if t2 else ["_no robustness.json found_\n"]
     md += ["## Table 3: final test scores (best checkpoint) per method × dataset", ""]
     md += _section(t3, split_by_dataset=False)
+    margins = [r for ref in compare for m in aggregate.METRICS for r in aggregate.compare(ok, ref, m)]
+    if margins:
+        written["margins.csv"] = records_csv(assets / "margins.csv", margins)
+        for ref in compare:
+            rows = [r for r in margins if r["reference"] == ref and r["metric"] == "miou"]
+            md += [
+                f"## Margins of {ref}: test mean IoU minus each other method's",
+                "",
+                "margin (SD) = difference / pooled sample SD of the two cells; n = seeds per cell.",
+                "",
+                "| dataset | versus | " + ref + " | versus | difference | pooled SD | margin (SD) | n |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            md += [
+                f"| {r['dataset']} | {r['versus']} | {r['reference_mean']:.4f} | {r['versus_mean']:.4f} | "
+                f"{r['difference']:+.4f} | {r['pooled_sd']:.4f} | {r['margin_sd']:+.1f} | {r['n']} |"
+                for r in rows
+            ]
+            md.append("")
     md += ["## Figures", ""]
     md += [f"![{f}]({_link(written[f], out)})\n" for f in written if f.endswith(".png")]
     grids: dict[tuple, tuple] = {}  # (dataset, method) -> (seed, samples.png) of its first seed
@@ -133,7 +154,9 @@ def write_report(
         if sample.is_file() and (figures is None or job.method in figures):
             grids.setdefault((job.dataset, job.method), (job.seed, sample))
     for (dataset, method), (seed, sample) in grids.items():
-        if name:  # a published page carries its figures
+        if name and not sample.resolve().is_relative_to(
+            out.resolve()
+        ):  # a published page carries its figures
             sample = Path(shutil.copyfile(sample, assets / f"samples_{dataset}_{method}.png"))
         md.append(
             f"Fig. 3-4 grid (test images), {dataset} / {method}, seed {seed}:\n\n"
