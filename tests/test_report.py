@@ -214,3 +214,14 @@ def test_published_page_carries_header_provenance_and_figures(sweep, tmp_path):
     # fgsm 0.86 ± 0.01 vs none 0.80 ± 0.10: +0.06, pooled SD sqrt((0.01² + 0.1²) / 2) = 0.0711
     assert "| colon | none | 0.8600 | 0.8000 | +0.0600 | 0.0711 | +0.8 | 3 vs 3 |" in page
     assert (out / "page" / "margins.csv").is_file()
+
+
+def test_an_override_that_repeats_the_default_is_no_variant(tmp_path):
+    # one batch of jobs ran with an explicit trainer.max_epochs=30, another without: same runs
+    for i, extra in enumerate([["trainer.max_epochs=30"], [], ["aug.eps=0.05"]]):
+        job = make_job(tmp_path / f"{i}", "polyp", "fgsm", i, 0.7, overrides=extra)
+        eps = 0.05 if extra == ["aug.eps=0.05"] else 0.1
+        (job / "config_resolved.yaml").write_text(
+            f"seed: {i}\ndataset: {{name: polyp}}\naug: {{name: fgsm, eps: {eps}}}\ntrainer: {{max_epochs: 30}}\n"
+        )
+    assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm", "fgsm [aug.eps=0.05]"]

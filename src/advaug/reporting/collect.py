@@ -39,6 +39,7 @@ class Job:
     metrics: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
     variant: str = ""
+    config: Any = None  # the job's resolved config (OmegaConf), when readable
 
     @property
     def method(self) -> str:
@@ -79,19 +80,24 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
     return data, ""
 
 
-def _config_facts(folder: Path) -> dict[str, Any]:
-    """dataset / aug / seed from the saved config, for jobs that wrote no metrics."""
+def _load_config(folder: Path) -> Any:
     for name in ("config_resolved.yaml", ".hydra/config.yaml"):
         if (folder / name).is_file():
             try:
-                cfg = OmegaConf.load(folder / name)
-                return {
-                    k: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-                    for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("seed", "seed"))
-                }
+                return OmegaConf.load(folder / name)
             except Exception:  # a broken config is reported through the job's status, not raised
-                return {}
-    return {}
+                return None
+    return None
+
+
+def _config_facts(cfg: Any) -> dict[str, Any]:
+    """dataset / aug / seed from the saved config, for jobs that wrote no metrics."""
+    if cfg is None:
+        return {}
+    return {
+        k: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("seed", "seed"))
+    }
 
 
 def _overrides(folder: Path) -> dict[str, str]:
@@ -107,8 +113,8 @@ def _overrides(folder: Path) -> dict[str, str]:
 
 def load_job(folder: Path) -> Job:
     """Read one job folder into a :class:`Job`, never raising for a broken or half-finished job."""
-    job = Job(path=folder, status="missing", overrides=_overrides(folder))
-    facts = _config_facts(folder)
+    job = Job(path=folder, status="missing", overrides=_overrides(folder), config=_load_config(folder))
+    facts = _config_facts(job.config)
     if (folder / "robustness.json").is_file():
         job.robustness, why = _read_json(folder / "robustness.json")
         if why:
@@ -136,15 +142,27 @@ def load_job(folder: Path) -> Job:
     return job
 
 
+def _value(job: Job, key: str) -> str:
+    """The job's effective value of a ``dotted.key``: from its resolved config when that holds it
+    (so an override that only repeats the default is no variant), else from its overrides.
+    Config-group choices (``trainer=gpu``) compare as overridden."""
+    if "." in key and job.config is not None:
+        value = OmegaConf.select(job.config, key, default=None, throw_on_resolution_failure=False)
+        if value is not None or key not in job.overrides:
+            return str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+    return job.overrides.get(key, "")
+
+
 def assign_variants(jobs: list[Job]) -> None:
-    """Label each job with the overrides that vary across ``jobs`` (other than seed, dataset, aug)."""
+    """Label each job with the overrides whose effective values vary across ``jobs`` (other than
+    seed, dataset, aug)."""
     keys = {k for j in jobs for k in j.overrides}
     varying = sorted(
         k
         for k in keys
         if k not in NOT_A_VARIANT
         and not k.startswith(NOT_A_VARIANT_PREFIX)
-        and len({j.overrides.get(k, "") for j in jobs}) > 1
+        and len({_value(j, k) for j in jobs}) > 1
     )
     for job in jobs:
         job.variant = ",".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides)

@@ -32,12 +32,41 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h")
+
+
+def _styles(names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour + marker per name, the same in every panel (tab20: pairs of a dark and
+    a light shade, the dark ones first), so 10+ methods stay apart."""
+    cmap = plt.get_cmap("tab20")
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {
+        name: {"color": cmap(order[i % 20]), "marker": MARKERS[i % len(MARKERS)]}
+        for i, name in enumerate(dict.fromkeys(names))
+    }
+
+
+def _legend(fig, axes) -> None:
+    """One legend for the figure, right of the panels (per-panel legends hid the lines)."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+
+
+def _method(row: str) -> str:
+    return row.split(": ", 1)[-1]  # "after: fgsm" -> "fgsm"
+
+
 def plot_curves(curves: dict[tuple[str, str], list[tuple[int, Stat]]], path: str | Path, ylabel: str) -> Path:
     """One panel per dataset: the metric vs epoch per method, mean line and ± std band over seeds."""
     datasets = sorted({d for d, _ in curves})
     fig, axes = plt.subplots(
         1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4), squeeze=False
     )
+    styles = _styles([m for _, m in sorted(curves)])
     for ax, dataset in zip(axes[0], datasets, strict=False):
         for (d, method), points in sorted(curves.items()):
             if d != dataset or not points:
@@ -46,12 +75,13 @@ def plot_curves(curves: dict[tuple[str, str], list[tuple[int, Stat]]], path: str
             mean = np.array([s.mean for _, s in points])
             std = np.nan_to_num(np.array([s.std for _, s in points]))
             n = max(s.n for _, s in points)
-            (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{method} (n={n})")
-            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            style = styles[method]
+            ax.plot(epochs, mean, ms=3, lw=1.2, label=f"{method} (n={n})", **style)
+            ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.12)
         ax.set(title=dataset, xlabel="epoch", ylabel=ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _legend(fig, axes[0])
     return _save(fig, path)
 
 
@@ -65,6 +95,7 @@ def plot_robustness(records: Sequence[dict[str, Any]], path: str | Path, metric:
     cols = min(3, max(1, len(keys)))
     rows = max(1, math.ceil(len(keys) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    styles = _styles([_method(r["row"]) for r in records])
     for ax, key in zip(axes.flat, keys, strict=False):
         recs = panels[key]
         columns = list(dict.fromkeys(r["column"] for r in recs))
@@ -76,14 +107,15 @@ def plot_robustness(records: Sequence[dict[str, Any]], path: str | Path, metric:
                 0.0 if not math.isfinite(by_col[columns[i]]["std"]) else by_col[columns[i]]["std"] for i in x
             ]
             ax.errorbar(
-                x, mean, yerr=std, marker="o", ms=3, capsize=3, ls="--" if "before" in row else "-", label=row
-            )
+                x, mean, yerr=std, ms=3, lw=1.2, capsize=2, ls="--" if "before" in row else "-", label=row,
+                **styles[_method(row)],
+            )  # fmt: skip
         ax.set_xticks(range(len(columns)), [c.replace("eps=", "") for c in columns], rotation=30)
         ax.set(title=f"{key[0]}: {key[1]}", xlabel="eps", ylabel=metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
+    _legend(fig, list(axes.flat))
     return _save(fig, path)
 
 

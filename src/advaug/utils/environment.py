@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def git_commit(repo: Path = REPO) -> str | None:
-    """The checkout's commit (``+dirty`` when tracked files differ), ``$ADVAUG_COMMIT`` when the
-    code was copied without ``.git`` (a container, a GPU machine), else None."""
+    """``$ADVAUG_COMMIT`` when set (code copied to a container or GPU machine, whose ``.git`` may
+    be missing or stale), else the checkout's commit (``+dirty`` when tracked files differ), else None."""
+    if os.environ.get("ADVAUG_COMMIT"):
+        return os.environ["ADVAUG_COMMIT"]
     try:
         sha = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
@@ -27,7 +29,7 @@ def git_commit(repo: Path = REPO) -> str | None:
         ).stdout.strip()  # fmt: skip
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ADVAUG_COMMIT") or None
+        return None
 
 
 def describe(device: torch.device, precision: str | None = None) -> dict[str, str | None]:
