@@ -342,10 +342,15 @@ class AdversarialAugmentation(L.Callback):
         # would stall the GPU queue with a host sync on every training step.
         index = batch["index"]
         if self._on_device is None or self._on_device[0].device != index.device:
-            self._on_device = (self._chosen.to(index.device), self._eps_table.to(index.device))
-        chosen, eps_table = self._on_device
-        keep = (index >= 0) & torch.isin(index, chosen)
-        eps = eps_table[index.clamp(min=0)]
+            # a lookup table, not torch.isin: against a long list isin sorts and calls unique(),
+            # which waits for the GPU on every step
+            is_chosen = torch.zeros(len(self._eps_table), dtype=torch.bool)
+            is_chosen[self._chosen] = True
+            self._on_device = (is_chosen.to(index.device), self._eps_table.to(index.device))
+        is_chosen, eps_table = self._on_device
+        rows = index.clamp(min=0)
+        keep = (index >= 0) & is_chosen[rows]
+        eps = eps_table[rows]
         grad, clean = grad.float(), x.detach()
         step = DIRECTION[self.method] * torch.nan_to_num(grad).sign()
         adv = (clean + eps.view(-1, 1, 1, 1) * step).clamp(0.0, 1.0)
