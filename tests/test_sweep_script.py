@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,42 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
     ran = (root / "_logs" / "jobs.txt").read_text().splitlines()
     assert len(ran) == 2 and all(" rc=0 " in line for line in ran)  # the rerun started nothing
     assert "2 completed jobs" in done.stdout
+
+
+REPRODUCE = ROOT / "scripts" / "reproduce_kvasir.sh"
+
+
+@pytest.mark.slow
+def test_reproduce_kvasir_trains_publishes_and_writes_the_page(tmp_path, phantom_root):
+    # the whole chain of scripts/reproduce_kvasir.sh at toy scale: phantoms stand in for the
+    # prepared Kvasir folder (same on-disk format), 2 methods x 1 seed, 1 epoch, on the CPU
+    data = tmp_path / "kvasir"
+    shutil.copytree(phantom_root, data)
+    ids = sorted(p.stem for p in (data / "images").iterdir())
+    (data / "splits.json").write_text(json.dumps({"train": ids[:8], "val": ids[8:12], "test": ids[12:]}))
+    tiny = [o.replace(" ", "") for o in TINY if o.startswith(("dataset.image_size", "model.", "robustness."))]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HYDRA")},
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DATA": str(data),
+        "ROOT": str(tmp_path / "sweep"),
+        "DOCS": str(tmp_path / "docs"),
+        "METHODS": "none fgsm",
+        "SEEDS": "0",
+        "TRAINER": "cpu",
+        "USE_MPS": "0",
+        "EXTRA": " ".join([*tiny, "batch_size=4", "trainer.max_epochs=1"]),
+    }
+    done = subprocess.run(
+        ["bash", str(REPRODUCE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    docs = tmp_path / "docs"
+    page = (docs / "kvasir-seg.md").read_text()
+    assert "| completed jobs | 2: 2 methods × seeds 0 |" in page and "## Table 3" in page
+    for job in ("none_seed0", "fgsm_seed0"):
+        run = docs / "kvasir-seg" / "runs" / job
+        assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+        assert (run / "robustness.json").is_file() and (run / "figures" / "samples.png").is_file()
+        assert not list(run.rglob("*.ckpt"))  # only the small files are published
+    assert json.loads((docs / "kvasir-seg" / "splits.json").read_text())["test"] == ids[12:]
