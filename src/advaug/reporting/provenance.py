@@ -45,15 +45,12 @@ def provenance_lines(jobs: Sequence[Job]) -> list[str]:
                 f"(sum {sum(walls) / 60:.1f} min; jobs may have run in parallel)",
             )
         )
-    for label, key in (
-        ("device", "device"),
-        ("commit", "commit"),
-        ("torch", "torch"),
-        ("precision", "precision"),
-    ):
+    recorded = sum(1 for j in jobs if (j.metrics or {}).get("environment"))
+    coverage = "" if recorded == len(jobs) else f" (recorded by {recorded} of {len(jobs)} jobs)"
+    for key in ("device", "commit", "torch", "precision"):
         found = _values(jobs, lambda j, k=key: _env(j, k))
         if found:
-            rows.append((label, ", ".join(f"`{v}`" if label == "commit" else v for v in found)))
+            rows.append((key, ", ".join(f"`{v}`" if key == "commit" else v for v in found) + coverage))
     uneven = {m: s for m, s in per_method.items() if len(s) != len(seeds)}
     if uneven:
         rows.append(("uneven cells", "; ".join(f"{m}: seeds {sorted(s)}" for m, s in sorted(uneven.items()))))
