@@ -29,11 +29,14 @@ MPS=off
 if [ "${USE_MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=${CUDA_MPS_PIPE_DIRECTORY:-/tmp/mps_pipe} CUDA_MPS_LOG_DIRECTORY=${CUDA_MPS_LOG_DIRECTORY:-/tmp/mps_log}
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; assert torch.ones(2, device='cuda').sum().item() == 2"; then
-    MPS=on
-  else  # no MPS here (e.g. no permission): plain time-slicing
-    echo quit | nvidia-cuda-mps-control 2>/dev/null; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-  fi
+  if nvidia-cuda-mps-control -d; then
+    if timeout 60 python3 -c "import torch; assert torch.ones(2, device='cuda').sum().item() == 2"; then
+      MPS=on
+    else  # our daemon does not serve this GPU: stop it, share by time-slicing
+      echo quit | nvidia-cuda-mps-control
+    fi
+  fi  # a daemon that failed to start (no permission, another one on this pipe) is not ours to stop
+  [ $MPS = on ] || unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 fi
 echo "start $(date -u +%FT%TZ) experiment=$EXPERIMENT mps=$MPS jobs=$JOBS root=$ROOT"
 
