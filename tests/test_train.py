@@ -116,3 +116,20 @@ def test_error_in_a_config_constructor_is_one_clear_line(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "fraction" in proc.stderr and "Traceback" not in proc.stderr
     assert "InstantiationException" not in proc.stderr
+
+
+def test_compiled_network_trains_attacks_and_keeps_plain_checkpoint_keys(tmp_path, tiny_overrides):
+    # backend=eager exercises the torch.compile wiring (dynamo tracing, the attack's input
+    # gradient through the compiled module) without a C++ toolchain or minutes of codegen
+    import torch
+
+    runs = {}
+    for name, extra in (("plain", []), ("compiled", ["model.compile={backend: eager}"])):
+        cfg = compose_config(
+            [*tiny_overrides, "trainer.max_epochs=1", "trainer.deterministic=true", "aug=fgsm", *extra],
+            tmp_path / name,
+        )
+        runs[name] = train(cfg)
+    assert runs["compiled"]["test"] == pytest.approx(runs["plain"]["test"], abs=1e-6)
+    state = torch.load(tmp_path / "compiled" / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert not any("_orig_mod" in k for k in state["state_dict"])  # loads into an uncompiled model

@@ -37,6 +37,9 @@ class SegmentationLoss(nn.Module):
 class SegmentationModule(L.LightningModule):
     """Wraps any ``segmentation_models_pytorch`` model producing (N, C, H, W) logits.
 
+    ``compile``: ``True`` or a dict of ``torch.compile`` arguments (``{mode: max-autotune}``)
+    compiles the network in place; ``False`` (default) runs it eagerly.
+
     A non-finite training loss raises :class:`TrainingDivergedError` naming the step. On an
     accelerator (``defer_finite_check=None``, the default) that check reads the loss one step late
     to avoid a host-device sync per step; ``True`` / ``False`` force either way.
@@ -54,8 +57,11 @@ class SegmentationModule(L.LightningModule):
         loss: SegmentationLoss | None = None,
         channels_last: bool = False,
         defer_finite_check: bool | None = None,
+        compile: bool | dict | None = False,
     ) -> None:
         super().__init__()
+        if compile and compile is not True:  # a plain dict (not Hydra's DictConfig) in the checkpoint
+            compile = {str(k): v for k, v in dict(compile).items()}
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
         if num_classes < 2:
             raise ConfigError(
@@ -63,6 +69,10 @@ class SegmentationModule(L.LightningModule):
                 "use 2 classes (background + foreground) for binary masks."
             )
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        if compile:
+            # in place (nn.Module.compile): the state_dict keys stay those of the plain network,
+            # so checkpoints load with or without compile; attacks differentiate through it too
+            self.net.compile(**({} if compile is True else compile))
         self.num_classes = int(num_classes)
         self.criterion = loss if loss is not None else SegmentationLoss()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
