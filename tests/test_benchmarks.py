@@ -1,0 +1,61 @@
+"""The benchmark scripts still run and print their ratios (tiny sizes; no timing is asserted)."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+CASES = {
+    "attack_throughput.py": (
+        ["--device", "cpu", "--batch", "2", "--size", "32", "--repeats", "1"],
+        "ratio ours / torchattacks",
+    ),
+    "train_throughput.py": (
+        [
+            "--device",
+            "cpu",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+        ],
+        "ratio Lightning / plain",
+    ),
+    "epoch_overhead.py": (
+        [
+            "--device",
+            "cpu",
+            "--num-images",
+            "4",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--epochs",
+            "2",
+            "--repeats",
+            "1",
+        ],
+        "ratio fgsm free / none",
+    ),
+    "step_overhead.py": (["--steps", "20", "--repeats", "1"], "host overhead of the Lightning loop"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_benchmark_prints_its_ratio(script, tmp_path):
+    args, expected = CASES[script]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected in done.stdout
