@@ -115,3 +115,54 @@ def test_pin_memory_follows_the_training_device_unless_set(phantom_root):
     off = SegmentationDataModule(root=str(phantom_root), pin_memory=False)
     off.trainer = on("cuda")
     assert off._pin() is False
+
+
+def test_device_batches_cover_every_sample_once_per_pass_in_a_new_order():
+    from advaug.data.device_batches import DeviceBatches
+
+    images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 3, 2, 2)
+    masks = torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 2, 2)
+    index = torch.cat([torch.arange(6), -1 - torch.arange(4)])
+    batches = DeviceBatches(images, masks, index, batch_size=4, shuffle=True)
+    torch.manual_seed(0)
+    passes = [list(batches), list(batches)]
+    assert len(batches) == 3 and [len(b["image"]) for b in passes[0]] == [4, 4, 2]
+    orders = [torch.cat([b["image"][:, 0, 0, 0] for b in p]).long().tolist() for p in passes]
+    assert sorted(orders[0]) == list(range(10)) and sorted(orders[1]) == list(range(10))
+    assert orders[0] != orders[1]  # reshuffled every pass
+    for b in passes[0]:  # rows stay aligned: image, mask and id of the same sample
+        assert b["mask"].dtype == torch.long
+        assert torch.equal(b["mask"][:, 0, 0], b["image"][:, 0, 0, 0].long())
+        assert torch.equal(b["index"], index[b["image"][:, 0, 0, 0].long()])
+    ordered = list(DeviceBatches(images, masks, index, batch_size=4, shuffle=False))
+    assert torch.cat([b["index"] for b in ordered]).tolist() == index.tolist()
+
+
+def test_on_device_loaders_serve_the_same_samples_as_the_default_ones(phantom_root):
+    plain = SegmentationDataModule(root=str(phantom_root), batch_size=4)
+    fast = SegmentationDataModule(root=str(phantom_root), batch_size=4, on_device=True)
+    for dm in (plain, fast):
+        dm.setup("fit")
+        dm.set_extra(*dm.train_images(torch.arange(3)))
+    n = fast.num_train()
+    assert len(fast.train_dataloader()) == len(plain.train_dataloader()) == -(-(n + 3) // 4)  # clean + 3 pool
+    for split in ("val", "test"):  # in order, batch for batch
+        for a, b in zip(
+            getattr(plain, f"{split}_dataloader")(), getattr(fast, f"{split}_dataloader")(), strict=True
+        ):
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+            assert torch.equal(a["index"], b["index"])
+    seen = torch.cat([b["index"] for b in fast.train_dataloader()]).sort().values.tolist()
+    assert seen == [-3, -2, -1, *range(n)]  # every clean and pool sample once
+    pool = [b for b in fast.train_dataloader() if (b["index"] < 0).any()]
+    rows = torch.cat([b["image"][b["index"] < 0] for b in pool])
+    assert torch.equal(rows.sort(0).values, fast.extra_state()["images"].sort(0).values)
+
+
+def test_on_device_refuses_a_transform():
+    from advaug.errors import ConfigError
+
+    dm = SegmentationDataModule(root="unused", on_device=True, transform=lambda **kw: kw)
+    dm.data = {"train": (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 4, 4, dtype=torch.uint8))}
+    with pytest.raises(ConfigError, match="on-the-fly transform"):
+        dm.train_dataloader()

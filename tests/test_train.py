@@ -133,3 +133,18 @@ def test_compiled_network_trains_attacks_and_keeps_plain_checkpoint_keys(tmp_pat
     assert runs["compiled"]["test"] == pytest.approx(runs["plain"]["test"], abs=1e-6)
     state = torch.load(tmp_path / "compiled" / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     assert not any("_orig_mod" in k for k in state["state_dict"])  # loads into an uncompiled model
+
+
+@pytest.mark.parametrize(
+    "aug,samples",
+    [(["aug=none"], [8, 8]), (["aug=fgsm", "aug.mode=free"], [8, 16]), (["aug=flip"], [16, 16])],
+    ids=["none", "free", "flip"],
+)
+def test_on_device_batches_train_end_to_end(tmp_path, tiny_overrides, aug, samples):
+    # dataset.on_device: whole batches gathered from device tensors (here the CPU "device"),
+    # with the adversarial free mode (reads the batch ids) and a pool-protocol baseline
+    cfg = compose_config([*tiny_overrides, "trainer.max_epochs=2", "dataset.on_device=true", *aug], tmp_path)
+    metrics = train(cfg)
+    assert metrics["status"] == "completed" and 0.0 <= metrics["test"]["test/miou"] <= 1.0
+    # 8 clean per epoch, + the pool: free mode's from epoch 1, the flip pool from epoch 0
+    assert [r["train/samples"] for r in metrics["history"][1:]] == samples

@@ -14,8 +14,9 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, ExtraPool
+from advaug.data.device_batches import DeviceBatches
 from advaug.data.folder import SPLITS, find_pairs, load_pairs, resolve_splits
-from advaug.errors import DatasetError
+from advaug.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class SegmentationDataModule(L.LightningDataModule):
         transform: Callable | None = None,
         generator: Any | None = None,
         pin_memory: bool | None = None,
+        on_device: bool = False,
         name: str = "folder",
         prepare_hint: str | None = None,
     ) -> None:
@@ -62,6 +64,9 @@ class SegmentationDataModule(L.LightningDataModule):
         # None: pin when training on a CUDA device, so that the batch copy is asynchronous
         # instead of a host-device sync per step
         self.pin_memory = pin_memory
+        # serve whole batches from tensors kept on the training device (small sets, one device)
+        self.on_device = bool(on_device)
+        self._on_device_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
         self.mask_threshold, self.transform = mask_threshold, transform
@@ -162,10 +167,51 @@ class SegmentationDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset(), True, self.batch_size)
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _device_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split as float images / uint8 masks on the training device, converted once."""
+        device = self._device()
+        cached = self._on_device_cache.get(split)
+        if cached is None or cached[0].device != device:
+            images, masks = self.data[split]
+            cached = (images.to(device).float().div_(255.0), masks.to(device))
+            self._on_device_cache[split] = cached
+        return cached
+
+    def _check_on_device(self) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            raise ConfigError(
+                "dataset.on_device=true serves batches on one device; under DDP every rank needs "
+                "its own shard: set dataset.on_device=false."
+            )
+        if self.transform is not None:
+            raise ConfigError(
+                "dataset.on_device=true gathers whole batches on the device and cannot run an "
+                "on-the-fly transform (aug.transform): use aug.protocol=pool, or dataset.on_device=false."
+            )
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
+        if not self.on_device:
+            return self._loader(self.train_dataset(), True, self.batch_size)
+        self._check_on_device()
+        images, masks = self._device_split("train")
+        index = torch.arange(len(images), device=images.device)
+        if self._pool is not None:  # the pool changes per epoch: joined here, on the device
+            pool_images, pool_masks = (t.to(images.device) for t in (self._pool.images, self._pool.masks))
+            images, masks = torch.cat([images, pool_images]), torch.cat([masks, pool_masks.to(masks.dtype)])
+            index = torch.cat([index, -1 - torch.arange(len(pool_images), device=images.device)])
+        return DeviceBatches(images, masks, index, self.batch_size, shuffle=True)
+
+    def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
+        if self.on_device:
+            self._check_on_device()
+            images, masks = self._device_split(split)
+            index = torch.arange(len(images), device=images.device)
+            return DeviceBatches(images, masks, index, self.eval_batch_size, shuffle=False)
         dataset = CleanPairs(*self.data[split])
         trainer = self.trainer
         sampler = None
@@ -177,10 +223,10 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         return self._loader(dataset, False, self.eval_batch_size, sampler)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("test")
 
     # -- checkpoint state: the pool travels with the checkpoint --------------------------------
