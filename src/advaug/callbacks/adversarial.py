@@ -315,7 +315,7 @@ class AdversarialAugmentation(L.Callback):
             # sigma per clean sample index, drawn once per epoch: no host-to-device copy per batch
             self._eps_table = sample_eps(self.eps, n, self.eps_sampling, _generator(self.seed + 1, nxt))
             self._on_device = None
-            self._buffer = {"adv": [], "mask": [], "keep": [], "zero": [], "clean": [], "clean_keep": []}
+            self._buffer = {"zero": [], "clean": [], "clean_keep": []}  # + adv / mask / count slots
             self._free_seconds = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -355,9 +355,17 @@ class AdversarialAugmentation(L.Callback):
         step = DIRECTION[self.method] * torch.nan_to_num(grad).sign()
         adv = (clean + eps.view(-1, 1, 1, 1) * step).clamp(0.0, 1.0)
         buf = self._buffer
-        buf["adv"].append(adv.detach())
-        buf["mask"].append(batch["mask"].detach())
-        buf["keep"].append(keep)
+        if "adv" not in buf:  # one slot per chosen sample (+1 scratch row), on the batch's device
+            k = len(self._chosen)
+            buf["adv"] = adv.new_empty((k + 1, *adv.shape[1:]))
+            buf["mask"] = batch["mask"].new_empty((k + 1, *batch["mask"].shape[1:]))
+            buf["count"] = torch.zeros((), dtype=torch.long, device=adv.device)
+        # kept rows go to the next free slots, the others to the scratch row: computed on the
+        # device, so no host sync, and only the chosen samples take memory
+        slots = torch.where(keep, buf["count"] + torch.cumsum(keep, 0) - 1, len(buf["adv"]) - 1)
+        buf["adv"][slots] = adv.detach()
+        buf["mask"][slots] = batch["mask"].detach()
+        buf["count"] += keep.sum()
         zeros = ((grad == 0).flatten(1).sum(1).float() * keep).sum()
         buf["zero"].append(torch.stack([zeros, keep.sum().float() * grad[0].numel()]))  # no sync
         wanted = max(self.loss_stats_samples, self.figure_samples)
@@ -371,14 +379,13 @@ class AdversarialAugmentation(L.Callback):
     def _publish_free(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         started = time.perf_counter()
         buf, self._collecting, self._buffer = self._buffer, False, {}
-        if not buf.get("adv"):
-            log.warning("free adversarial mode collected no samples in epoch %d", epoch - 1)
-            return
-        keep = torch.cat(buf["keep"])
-        if trainer.world_size == 1 and not bool(keep.any()):  # under DDP every rank must gather
+        count = int(buf["count"]) if "count" in buf else 0  # the one host sync of the epoch
+        if count == 0 and trainer.world_size == 1:  # under DDP every rank must join the gather
             log.warning("free adversarial mode: no clean chosen sample was trained on in epoch %d", epoch - 1)
             return
-        adv, masks = torch.cat(buf["adv"])[keep], torch.cat(buf["mask"])[keep]
+        if "adv" not in buf:
+            raise RuntimeError("free adversarial mode: no batch was seen on this rank")
+        adv, masks = buf["adv"][:count], buf["mask"][:count]
         pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
         trainer.datamodule.set_extra(pool_images, pool_masks)
         self.pool_epoch = epoch
