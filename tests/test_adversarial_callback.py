@@ -149,6 +149,28 @@ def test_free_mode_fills_pool_from_training_gradient(phantom_root, tmp_path):
     assert (tmp_path / "figures" / "adv_epoch001.png").is_file()
 
 
+def test_free_mode_keeps_exactly_the_chosen_clean_rows_when_pool_rows_are_in_the_batches(
+    phantom_root, tmp_path
+):
+    # epoch 1 trains on clean + the pool from epoch 0, collecting for epoch 2 with fraction 0.5:
+    # only the chosen *clean* rows may land in the new pool, each once, with its own mask
+    eps = 0.02
+    cb = AdversarialAugmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", fraction=0.5, seed=5)
+    dm = datamodule(phantom_root)
+    L.seed_everything(0)
+    trainer(tmp_path, [cb], max_epochs=3).fit(tiny_module(), datamodule=dm)
+    assert [h["epoch"] for h in cb.history] == [1, 2]
+    clean, masks = dm.train_images()
+    chosen = choose_indices(len(clean), 0.5, 5, 2).tolist()
+    pool = dm.extra_state()["images"]
+    assert len(pool) == len(chosen)
+    match = [
+        int(((pool[i] - clean).flatten(1).abs().amax(1) <= eps + 1e-6).nonzero()[0]) for i in range(len(pool))
+    ]
+    assert sorted(match) == chosen
+    assert torch.equal(dm.extra_state()["masks"].long(), masks[match])
+
+
 def test_train_end_to_end_with_aug_fgsm(tmp_path, tiny_overrides):
     cfg = compose_config(
         [
