@@ -337,9 +337,9 @@ class AdversarialAugmentation(L.Callback):
                 "free adversarial mode: the batch image got no gradient; is the training step using it?"
             )
             return
-        # Every row is perturbed and kept on the device with a keep-flag (clean and chosen); the
-        # rows are selected once, at the epoch's end. Selecting here (boolean indexing, .any())
-        # would stall the GPU queue with a host sync on every training step.
+        # Every row is perturbed on the device and the clean, chosen ones are written into slots
+        # (below). Selecting them with boolean indexing or .any() instead would stall the GPU
+        # queue with a host sync on every training step.
         index = batch["index"]
         if self._on_device is None or self._on_device[0].device != index.device:
             # a lookup table, not torch.isin: against a long list isin sorts and calls unique(),
