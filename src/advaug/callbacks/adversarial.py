@@ -281,23 +281,8 @@ class AdversarialAugmentation(L.Callback):
             adv, masks = torch.cat(advs), torch.cat(targets)
         else:  # a DDP rank with an empty shard still joins the gather
             adv, masks = dm.train_images(shard, device)
-        pool_images = gather_rows(trainer, adv)
-        pool_masks = gather_rows(trainer, masks)
-        dm.set_extra(pool_images, pool_masks)
-        self.pool_epoch = epoch
-        seconds = time.perf_counter() - started
         clean, _ = dm.train_images(shard[: max(self.loss_stats_samples, self.figure_samples)])
-        self._report(
-            trainer,
-            pl_module,
-            epoch,
-            len(pool_images),
-            seconds,
-            zero / max(len(shard), 1),
-            clean,
-            masks[: len(clean)],
-            adv[: len(clean)],
-        )
+        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, zero / max(len(shard), 1), started)
 
     # -- free mode -------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -386,23 +371,22 @@ class AdversarialAugmentation(L.Callback):
         if "adv" not in buf:
             raise RuntimeError("free adversarial mode: no batch was seen on this rank")
         adv, masks = buf["adv"][:count], buf["mask"][:count]
-        pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
-        trainer.datamodule.set_extra(pool_images, pool_masks)
-        self.pool_epoch = epoch
         zero = torch.stack(buf["zero"]).sum(0).cpu()
         clean = torch.cat(buf["clean"])[torch.cat(buf["clean_keep"])].cpu()
         clean = clean[: max(self.loss_stats_samples, self.figure_samples)]
-        seconds = self._free_seconds + time.perf_counter() - started
+        started -= self._free_seconds  # the per-batch work counts too
+        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, float(zero[0] / zero[1]), started)
+
+    def _set_pool(self, trainer, pl_module, epoch, adv, masks, clean, zero_frac, started) -> None:
+        """Gather this rank's rows from all ranks, hand them to the DataModule, log and draw.
+        ``clean`` holds the first clean images of ``adv`` / ``masks``, for the loss change."""
+        pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
+        trainer.datamodule.set_extra(pool_images, pool_masks)
+        self.pool_epoch = epoch
+        seconds = time.perf_counter() - started
+        n = len(clean)
         self._report(
-            trainer,
-            pl_module,
-            epoch,
-            len(pool_images),
-            seconds,
-            float(zero[0] / zero[1]),
-            clean,
-            masks[: len(clean)].cpu(),
-            adv[: len(clean)].cpu(),
+            trainer, pl_module, epoch, len(pool_images), seconds, zero_frac, clean, masks[:n], adv[:n]
         )
 
     # -- logs and figures ------------------------------------------------------------------
