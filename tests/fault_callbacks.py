@@ -11,6 +11,18 @@ import lightning as L
 import torch
 
 
+class EpochEnds(L.Callback):
+    """Appends the epoch number to the file ``path`` in every ``on_train_epoch_end`` (ordinary callbacks run
+    that hook before the module's own and before the checkpoint callbacks)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        with self.path.open("a") as f:
+            f.write(f"{trainer.current_epoch}\n")
+
+
 class NanLoss(L.Callback):
     """Turns the input batch into NaN from epoch ``at_epoch`` on (only batch ``only_batch`` of
     each epoch when given), so the loss becomes NaN."""

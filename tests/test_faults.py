@@ -53,8 +53,9 @@ def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(
 def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoint(
     tmp_path, tiny_overrides, capsys
 ):
-    # NaN only in the last batch of epoch 1: the one-step-late check must still fire before
-    # last.ckpt of epoch 1 is written with the diverged weights
+    # NaN only in the last batch of epoch 1: the one-step-late check must still fire before any
+    # epoch-end hook (the adversarial pool, last.ckpt) works with the diverged weights
+    ends = tmp_path / "epoch_ends.txt"
     cfg = compose_config(
         [
             *tiny_overrides,
@@ -63,6 +64,8 @@ def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoi
             "+callbacks.nan._target_=fault_callbacks.NanLoss",
             "+callbacks.nan.at_epoch=1",
             "+callbacks.nan.only_batch=1",
+            "+callbacks.ends._target_=fault_callbacks.EpochEnds",
+            f"+callbacks.ends.path={ends}",
         ],
         tmp_path,
     )
@@ -70,6 +73,7 @@ def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoi
     with pytest.raises(SystemExit):
         run_entry(train, cfg, output_dir=out)
     assert "loss became nan at epoch 1, step 3 (batch 1)" in capsys.readouterr().err
+    assert ends.read_text().split() == ["0"]  # epoch 1's end hooks never ran
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and last["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
