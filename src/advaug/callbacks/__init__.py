@@ -1,9 +1,10 @@
-"""Lightning callbacks: validation history (for Table 1) and augmentation producers."""
+"""Lightning callbacks: checkpoints, validation history (for Table 1) and augmentation producers."""
 
 from advaug.callbacks.adversarial import AdversarialAugmentation
+from advaug.callbacks.checkpoint import RunCheckpoint
 from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.pool import PoolCallback
 from advaug.callbacks.transform_pool import TransformPool
 
-__all__ = ["AdversarialAugmentation", "GanPool", "MetricsHistory", "PoolCallback", "TransformPool"]
+__all__ = ["AdversarialAugmentation", "GanPool", "MetricsHistory", "PoolCallback", "RunCheckpoint", "TransformPool"]

@@ -4,7 +4,8 @@ and served as clean (optionally transformed) samples plus an extra-sample pool."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.ids: dict[str, list[str]] = {}
         self._pool: ExtraPool | None = None
+        self._state_left_out = False
 
     # -- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -231,7 +233,17 @@ class SegmentationDataModule(L.LightningDataModule):
 
     # -- checkpoint state: the pool travels with the checkpoint --------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"extra": self.extra_state()}
+        return {} if self._state_left_out else {"extra": self.extra_state()}
+
+    @contextmanager
+    def state_left_out(self) -> Iterator[None]:
+        """Within the block ``state_dict()`` is empty, so a checkpoint written there (a
+        weights-only best file, :class:`advaug.callbacks.RunCheckpoint`) carries no pool."""
+        self._state_left_out = True
+        try:
+            yield
+        finally:
+            self._state_left_out = False
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         extra = state_dict.get("extra")

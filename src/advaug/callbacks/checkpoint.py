@@ -1,0 +1,55 @@
+"""``RunCheckpoint``: Lightning's ``ModelCheckpoint`` whose best files hold the weights only.
+
+A full Lightning checkpoint carries the optimizer state (Adam: twice the weights), every
+callback's state and the DataModule's extra-sample pool as float32 images. Only ``last.ckpt`` is
+ever resumed from (``ckpt_path=last``, ``resume_dir``); the best files are what test, robustness,
+``src/evaluate.py`` and anyone the model is shared with load, and they need the weights alone.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from advaug.errors import ConfigError
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` (same arguments) plus ``best_weights_only``.
+
+    ``best_weights_only=True`` (default): the top-k files are written weights-only (state_dict,
+    hyper-parameters, epoch/step) and without the DataModule state (the pool); ``last.ckpt`` stays
+    a full checkpoint for an exact resume. ``False`` writes every file in full, as Lightning does.
+    """
+
+    def __init__(self, *args: Any, best_weights_only: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if best_weights_only and self.save_last == "link":
+            raise ConfigError(
+                "save_last=link makes last.ckpt a link to the best file, which holds the weights only "
+                "under best_weights_only=true, so a run could not resume from it: use save_last=true, "
+                "or best_weights_only=false."
+            )
+        self.best_weights_only = bool(best_weights_only)
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's own key: checkpoints written with either class resume with the other
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # _save_last_checkpoint sets last_model_path to the file before it calls this
+        lean = self.best_weights_only and not self.save_weights_only and filepath != self.last_model_path
+        if not lean:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        leave_out = getattr(trainer.datamodule, "state_left_out", None)
+        self.save_weights_only = True
+        try:
+            with leave_out() if leave_out is not None else nullcontext():
+                super()._save_checkpoint(trainer, filepath)
+        finally:
+            self.save_weights_only = False

@@ -1,0 +1,91 @@
+"""RunCheckpoint: best files hold the weights only, last.ckpt everything a resume needs."""
+
+import functools
+
+import lightning as L
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from advaug.callbacks import RunCheckpoint
+from advaug.data import SegmentationDataModule
+from advaug.errors import ConfigError
+from advaug.models import SegmentationModule
+
+
+def _fit(root, tmp_path, **checkpoint_kw):
+    torch.manual_seed(0)
+    net = smp.create_model(
+        "Unet", encoder_name="resnet18", encoder_weights=None, classes=2, decoder_channels=[32, 16, 16, 8, 8]
+    )
+    module = SegmentationModule(net, 2, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    dm = SegmentationDataModule(root=str(root), image_size=32, batch_size=4)
+    dm.prepare_data()
+    dm.setup("fit")
+    dm.set_extra(*dm.train_images())  # a pool, as the augmentation callbacks leave one
+    ckpt = RunCheckpoint(
+        dirpath=tmp_path / "ckpt",
+        filename="best",
+        monitor="val/miou",
+        mode="max",
+        save_last=True,
+        save_on_train_epoch_end=True,
+        **checkpoint_kw,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    return ckpt, module, dm
+
+
+def test_best_file_holds_weights_only_and_last_file_everything(phantom_root, tmp_path):
+    ckpt, module, dm = _fit(phantom_root, tmp_path)
+    best = torch.load(ckpt.best_model_path, weights_only=True)
+    last = torch.load(ckpt.last_model_path, weights_only=True)
+    assert ckpt.best_model_path.endswith("best.ckpt") and ckpt.last_model_path.endswith("last.ckpt")
+    assert {"optimizer_states", "callbacks", "SegmentationDataModule"}.isdisjoint(best)
+    assert {"optimizer_states", "callbacks", "SegmentationDataModule"} <= set(last)
+    assert len(last["SegmentationDataModule"]["extra"]["images"]) == dm.num_extra == dm.num_train()
+    assert set(best["state_dict"]) == set(module.state_dict()) and "hyper_parameters" in best
+    # the best file still loads into a fresh module, as test / evaluate.py load it
+    fresh = SegmentationModule(
+        smp.create_model(
+            "Unet",
+            encoder_name="resnet18",
+            encoder_weights=None,
+            classes=2,
+            decoder_channels=[32, 16, 16, 8, 8],
+        ),
+        2,
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+    )
+    fresh.load_state_dict(best["state_dict"])
+    assert ckpt.best_model_path != ckpt.last_model_path
+    assert (tmp_path / "ckpt" / "best.ckpt").stat().st_size < (
+        tmp_path / "ckpt" / "last.ckpt"
+    ).stat().st_size / 2
+    assert dm.state_dict()["extra"] is not None  # leaving the pool out was only for that file
+
+
+def test_best_weights_only_false_writes_full_best_files(phantom_root, tmp_path):
+    ckpt, _, _ = _fit(phantom_root, tmp_path, best_weights_only=False)
+    best = torch.load(ckpt.best_model_path, weights_only=True)
+    assert {"optimizer_states", "callbacks", "SegmentationDataModule"} <= set(best)
+
+
+def test_state_key_is_lightnings_so_old_checkpoints_resume():
+    kw = dict(monitor="val/miou", mode="max")
+    assert RunCheckpoint(**kw).state_key == ModelCheckpoint(**kw).state_key
+
+
+def test_link_to_a_weights_only_best_file_is_refused():
+    with pytest.raises(ConfigError, match="save_last=link"):
+        RunCheckpoint(save_last="link", monitor="val/miou")
+    RunCheckpoint(save_last="link", monitor="val/miou", best_weights_only=False)
