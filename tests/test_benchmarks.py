@@ -39,7 +39,7 @@ CASES = {
             "--batch",
             "2",
             "--epochs",
-            "2",
+            "3",
             "--repeats",
             "1",
         ],
