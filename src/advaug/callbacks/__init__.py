@@ -5,6 +5,15 @@ from advaug.callbacks.checkpoint import RunCheckpoint
 from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.pool import PoolCallback
+from advaug.callbacks.progress import ProgressBar
 from advaug.callbacks.transform_pool import TransformPool
 
-__all__ = ["AdversarialAugmentation", "GanPool", "MetricsHistory", "PoolCallback", "RunCheckpoint", "TransformPool"]
+__all__ = [
+    "AdversarialAugmentation",
+    "GanPool",
+    "MetricsHistory",
+    "PoolCallback",
+    "ProgressBar",
+    "RunCheckpoint",
+    "TransformPool",
+]

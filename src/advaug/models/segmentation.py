@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from advaug.errors import ConfigError, TrainingDivergedError
+from advaug.errors import ConfigError
 from advaug.metrics import segmentation_metrics, summarize
+from advaug.models.divergence import LossWatch
 
 
 class SegmentationLoss(nn.Module):
@@ -41,8 +42,9 @@ class SegmentationModule(L.LightningModule):
     compiles the network in place; ``False`` (default) runs it eagerly.
 
     A non-finite training loss raises :class:`TrainingDivergedError` naming the step. On an
-    accelerator (``defer_finite_check=None``, the default) that check reads the loss one step late
-    to avoid a host-device sync per step; ``True`` / ``False`` force either way.
+    accelerator (``defer_finite_check=None``, the default) the loss is read asynchronously a step
+    or two late (:class:`advaug.models.divergence.LossWatch`) instead of with a host-device sync
+    per step; ``True`` / ``False`` force either way.
 
     ``optimizer`` / ``scheduler`` are Hydra partials (``_partial_: true``) taking the parameters
     and the optimizer respectively; ``scheduler=None`` trains at a constant rate.
@@ -81,9 +83,8 @@ class SegmentationModule(L.LightningModule):
         # per-image mean loss as a metric: its float (sum, weight) states sync exactly under DDP,
         # also for uneven shards, where Lightning's sync_dist mean truncates its integer counts
         self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
-        # (loss, epoch, step, batch) of the last training step whose loss is not checked yet
-        self._pending_loss: tuple[torch.Tensor, int, int, int] | None = None
         self.defer_finite_check = defer_finite_check
+        self._loss_watch: LossWatch | None = None  # made at the first step, on the loss's device
         self._loss_sum: torch.Tensor | None = None  # this epoch's training loss x samples, on the device
         self._loss_count = 0
 
@@ -95,17 +96,11 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["mask"])
-        where = (self.current_epoch, self.global_step, batch_idx)
-        defer = self.defer_finite_check
-        if not (loss.device.type != "cpu" if defer is None else defer):
-            self._raise_if_diverged(loss, *where)
-        else:
-            # On an accelerator, reading the loss forces a host-device sync that stalls the queue
-            # every step. Check the *previous* step's loss instead, after this step's forward is
-            # queued: the GPU keeps working while we wait. The last step of an epoch is checked in
-            # on_train_batch_end, before any epoch-end hook (pool, checkpoint) sees the weights.
-            self._check_pending()
-            self._pending_loss = (loss.detach(), *where)
+        if self._loss_watch is None:
+            defer = self.defer_finite_check
+            self._loss_watch = LossWatch(loss.device.type != "cpu" if defer is None else defer)
+        # queued after this step's forward, read once the device is done with it: no sync here
+        self._loss_watch.push(loss, self.current_epoch, self.global_step, batch_idx)
         self._log_train_loss(loss.detach(), len(logits), batch_idx)
         return loss
 
@@ -128,26 +123,20 @@ class SegmentationModule(L.LightningModule):
             mean = self._loss_sum / self._loss_count
             self.log("train/loss_epoch", mean, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
 
-    @staticmethod
-    def _raise_if_diverged(loss: torch.Tensor, epoch: int, step: int, batch_idx: int) -> None:
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"loss became {loss.item()} at epoch {epoch}, step {step} (batch {batch_idx}). "
-                "Lower the learning rate (optim.optimizer.lr) or check the input data; "
-                "the last good checkpoint is kept in checkpoints/last.ckpt."
-            )
+    def _check_losses(self) -> None:
+        if self._loss_watch is not None:
+            self._loss_watch.flush()
 
-    def _check_pending(self) -> None:
-        pending, self._pending_loss = self._pending_loss, None
-        if pending is not None:
-            self._raise_if_diverged(*pending)
+    def on_train_start(self) -> None:
+        self._loss_watch = None  # nothing left over from an earlier fit
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # before any epoch-end hook (the pool, the checkpoint) works with the weights
         if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._check_pending()
+            self._check_losses()
 
     def on_train_epoch_end(self) -> None:
-        self._check_pending()  # an epoch cut short (limit_train_batches, should_stop)
+        self._check_losses()  # an epoch cut short (limit_train_batches, should_stop)
 
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         logits = self(batch["image"])
