@@ -24,7 +24,7 @@ FAST = ["robustness.enabled=false"]
 def test_nan_loss_stops_with_one_message_and_keeps_last_good_checkpoint(
     tmp_path, tiny_overrides, capsys, defer
 ):
-    # defer=True is the GPU path (the loss is read one step late), forced here on the CPU
+    # defer=True is the GPU path (the loss is read later, without waiting), forced here on the CPU
     cfg = compose_config(
         [
             *tiny_overrides,

@@ -34,7 +34,7 @@ class LossWatch:
     ``deferred=False`` checks every loss at once (right for CPU tensors, where nothing is queued).
     ``deferred=True`` keeps up to ``max_pending`` unread losses; beyond that it waits for the
     oldest, which bounds how many steps a diverged run goes on. On a CPU tensor the deferred path
-    reads the loss at the next ``push`` / ``poll`` (one step late, as on a GPU at worst).
+    reads the loss at the next ``push`` / ``poll``, one step late (a GPU copy is read when done).
     """
 
     def __init__(self, deferred: bool, max_pending: int = 8) -> None:
