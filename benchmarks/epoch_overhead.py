@@ -82,8 +82,9 @@ class EpochClock(L.Callback):
         return spans[1:-1]
 
 
-def run(kind: str, root: Path, args) -> tuple[float, list[float]]:
-    """Seconds of ``trainer.fit`` and of each steady epoch for ``kind`` in none | regenerate | free."""
+def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tuple[float, list[float]]:
+    """Seconds of ``trainer.fit`` and of each steady epoch for ``kind`` in none | regenerate | free;
+    ``extra`` callbacks go last (after the clock)."""
     torch.manual_seed(0)
     net = smp.create_model("Unet", encoder_name="resnet18", encoder_weights=None, classes=2)
     module = SegmentationModule(
@@ -106,7 +107,7 @@ def run(kind: str, root: Path, args) -> tuple[float, list[float]]:
             )
         )
     clock = EpochClock(args.device)
-    callbacks.append(clock)
+    callbacks += [clock, *extra]
     trainer = L.Trainer(
         accelerator="gpu" if args.device.startswith("cuda") else "cpu",
         devices=1,
@@ -130,21 +131,23 @@ def run(kind: str, root: Path, args) -> tuple[float, list[float]]:
     return time.perf_counter() - t0, clock.steady_epochs()
 
 
+def make_dataset(folder: Path, num_images: int, size: int) -> Path:
+    """Synthetic phantoms in ``folder``: ``num_images`` in "train", one each in "val" and "test"."""
+    root = SyntheticPhantomGenerator(num_images=num_images + 2, size=size, seed=0).ensure(folder / "syn")
+    ids = sorted(p.stem for p in (root / "images").iterdir())
+    splits = {"train": ids[:num_images], "val": [ids[-2]], "test": [ids[-1]]}
+    (root / "splits.json").write_text(json.dumps(splits))
+    return root
+
+
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
     if args.epochs < 3:
         raise SystemExit("--epochs must be at least 3 (epochs 1 .. epochs-2 are timed)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    # splits: the whole set is "train" for the benchmark; val/test need one image each
-    n = args.num_images + 2
     with tempfile.TemporaryDirectory() as tmp:
-        root = SyntheticPhantomGenerator(num_images=n, size=args.size, seed=0).ensure(Path(tmp) / "syn")
-
-        ids = sorted(p.stem for p in (root / "images").iterdir())
-        (root / "splits.json").write_text(
-            json.dumps({"train": ids[: args.num_images], "val": [ids[-2]], "test": [ids[-1]]})
-        )
+        root = make_dataset(Path(tmp), args.num_images, args.size)
         kinds = ("none", "regenerate", "free")
         run("none", root, argparse.Namespace(**{**vars(args), "epochs": 1}))  # warm-up
         fits: dict[str, list[float]] = {k: [] for k in kinds}

@@ -1,0 +1,49 @@
+#!/bin/bash
+# The GPU rows of README "Performance" in one go (about 6-8 minutes on one H100 / H200):
+#   bash benchmarks/run_gpu.sh [out_dir]          (default logs/benchmarks/<time>)
+# Prints and saves each benchmark's output; with the prepared Kvasir split in data/kvasir
+# (scripts/reproduce_kvasir.sh prepares it) also times whole training runs with the data kept on
+# the GPU (dataset.on_device=true) against the DataLoader, and free-mode InvFGSM against none.
+# env: COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more).
+set -u
+OUT=${1:-logs/benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+NOISE='warn|tip:|available:|LOCAL_RANK|stopped:|Using bfloat16|set_float32|deprecated|num_workers|Skipping val|litlogger'
+T0=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
+
+bench() {  # bench <seconds> <script> <args...>: one benchmark, its output kept
+  local limit=$1; shift
+  echo "== python3 benchmarks/$* ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/benchmarks.txt"
+  timeout "$limit" python3 benchmarks/"$@" 2>&1 | grep -v -i -E "$NOISE" | tee -a "$OUT/benchmarks.txt"
+}
+GPU="--device cuda --size 128 --batch 16 --bf16 --channels-last"
+bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 3
+bench 120 train_throughput.py $GPU --steps 300 --repeats 3
+bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
+bench 90 sync_count.py $GPU --num-images 256 --attack-batch 256
+if [ "${COMPILE:-1}" = 1 ]; then
+  bench 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
+fi
+
+if [ -f data/kvasir/splits.json ]; then
+  # whole runs, 5 epochs of Kvasir at 128² (800 training images), in-process seconds of train()
+  e2e() {  # e2e <name> <overrides...>
+    local name=$1; shift
+    local dir="$OUT/e2e/$name"
+    python3 src/train.py experiment=kvasir trainer=gpu trainer.max_epochs=5 trainer.enable_progress_bar=false \
+      robustness.enabled=false test=false validate_before_training=false hydra.run.dir="$dir" "$@" \
+      > "$OUT/e2e_$name.log" 2>&1
+    python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(f'{sys.argv[2]:>22}: {m[\"wall_time_s\"]:6.1f} s')" \
+      "$dir/metrics.json" "$name" | tee -a "$OUT/benchmarks.txt"
+  }
+  echo "== whole runs: experiment=kvasir trainer=gpu, 5 epochs ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/benchmarks.txt"
+  e2e none aug=none
+  e2e none_on_device aug=none dataset.on_device=true
+  e2e invfgsm_free aug=invfgsm aug.mode=free
+  e2e invfgsm_free_on_device aug=invfgsm aug.mode=free dataset.on_device=true
+  e2e invfgsm aug=invfgsm
+fi
+echo "done in $(( $(date +%s) - T0 )) s; outputs in $OUT" | tee -a "$OUT/benchmarks.txt"
