@@ -149,6 +149,17 @@ def test_free_mode_fills_pool_from_training_gradient(phantom_root, tmp_path):
     assert (tmp_path / "figures" / "adv_epoch001.png").is_file()
 
 
+@pytest.mark.parametrize("mode", ["free", "regenerate"])
+def test_no_loss_statistics_and_no_figure(phantom_root, tmp_path, mode):
+    # loss_stats_samples=0 and figure_samples=0: the pool is still made, the loss change is NaN
+    cb = AdversarialAugmentation("fgsm", mode=mode, loss_stats_samples=0, figure_samples=0)
+    dm = datamodule(phantom_root)
+    trainer(tmp_path, [cb], max_epochs=3).fit(tiny_module(), datamodule=dm)
+    assert dm.num_extra == 8 and [h["adv/num_samples"] for h in cb.history][-1] == 8
+    assert all(h["adv/loss_change"] != h["adv/loss_change"] for h in cb.history)  # NaN: not measured
+    assert not (tmp_path / "figures").exists()
+
+
 def test_free_mode_keeps_exactly_the_chosen_clean_rows_when_pool_rows_are_in_the_batches(
     phantom_root, tmp_path
 ):

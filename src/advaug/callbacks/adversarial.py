@@ -372,8 +372,11 @@ class AdversarialAugmentation(L.Callback):
             raise RuntimeError("free adversarial mode: no batch was seen on this rank")
         adv, masks = buf["adv"][:count], buf["mask"][:count]
         zero = torch.stack(buf["zero"]).sum(0).cpu()
-        clean = torch.cat(buf["clean"])[torch.cat(buf["clean_keep"])].cpu()
-        clean = clean[: max(self.loss_stats_samples, self.figure_samples)]
+        wanted = max(self.loss_stats_samples, self.figure_samples)
+        if buf["clean"]:
+            clean = torch.cat(buf["clean"])[torch.cat(buf["clean_keep"])][:wanted].cpu()
+        else:  # no loss statistics and no figure asked for: nothing was kept
+            clean = adv.new_empty((0, *adv.shape[1:]), device="cpu")
         started -= self._free_seconds  # the per-batch work counts too
         self._set_pool(trainer, pl_module, epoch, adv, masks, clean, float(zero[0] / zero[1]), started)
 
