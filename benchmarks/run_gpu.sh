@@ -4,7 +4,9 @@
 # Prints and saves each benchmark's output; with the prepared Kvasir split in data/kvasir
 # (scripts/reproduce_kvasir.sh prepares it) also times whole training runs with the data kept on
 # the GPU (dataset.on_device=true) against the DataLoader, and free-mode InvFGSM against none.
-# env: COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more).
+# env: COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more);
+#      PAPER_SWEEP=1 adds the paper-sized sweep (2 stand-in sets of 1285 / 370 synthetic images at
+#      128², 8 methods, 30 epochs, one seed: 16 jobs) and its wall time (issue goal: <= 10 min, H100).
 set -u
 OUT=${1:-logs/benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
 mkdir -p "$OUT"
@@ -45,5 +47,12 @@ if [ -f data/kvasir/splits.json ]; then
   e2e invfgsm_free aug=invfgsm aug.mode=free
   e2e invfgsm_free_on_device aug=invfgsm aug.mode=free dataset.on_device=true
   e2e invfgsm aug=invfgsm
+fi
+if [ "${PAPER_SWEEP:-0}" = 1 ]; then
+  echo "== paper-sized sweep, 16 jobs at once ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/benchmarks.txt"
+  start=$(date +%s)
+  EXPERIMENT=paper DATASETS="synthetic_colon synthetic_lumbar" SEEDS=0 JOBS=16 ROOT="$OUT/paper_sweep" \
+    METHODS="gan fgsm invfgsm flip rotate crop jitter none" bash scripts/sweep_one_gpu.sh | tail -3 | tee -a "$OUT/benchmarks.txt"
+  echo "paper-sized sweep wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/benchmarks.txt"
 fi
 echo "done in $(( $(date +%s) - T0 )) s; outputs in $OUT" | tee -a "$OUT/benchmarks.txt"

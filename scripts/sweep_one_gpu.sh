@@ -7,10 +7,12 @@
 #   bash scripts/sweep_one_gpu.sh                                   # experiment=kvasir, 9 methods x 3 seeds
 #   EXPERIMENT=paper METHODS="none fgsm invfgsm" SEEDS="0 1" JOBS=8 bash scripts/sweep_one_gpu.sh
 #   METHODS="invfgsm+aug.mode=free invfgsm+aug.labels=pred" bash scripts/sweep_one_gpu.sh   # variants
+#   EXPERIMENT=paper DATASETS="colon lumbar" SEEDS=0 JOBS=16 bash scripts/sweep_one_gpu.sh     # x datasets
 #   python src/report.py logs/kvasir/sweep                          # tables and plots
 #
 # A method is an aug name, optionally with '+'-joined overrides (run folder: invfgsm+aug.mode-free_seed0).
-# env: EXPERIMENT, METHODS, SEEDS, JOBS (parallel jobs), ROOT (run folders), TRAINER (gpu),
+# DATASETS (dataset configs; default: the experiment's own) adds a dataset axis (folder: none_colon_seed0).
+# env: EXPERIMENT, METHODS, DATASETS, SEEDS, JOBS (parallel jobs), ROOT (run folders), TRAINER (gpu),
 #      DEADLINE (seconds, then every job is stopped; rerun to resume), USE_MPS (1), EXTRA (overrides)
 # Hydra's own launcher does the same without MPS or resume-by-rerun:
 #   python src/train.py -m experiment=kvasir trainer=gpu hydra/launcher=joblib hydra.launcher.n_jobs=14
@@ -41,20 +43,21 @@ fi
 echo "start $(date -u +%FT%TZ) experiment=$EXPERIMENT mps=$MPS jobs=$JOBS root=$ROOT"
 
 job() {
-  local spec=$1 seed=$2 resume=""
+  local spec=$1 seed=$2 dataset=$3 resume=""
   local aug=${spec%%+*} overrides="" dir="$ROOT/${spec//=/-}_seed${seed}"
   [ "$spec" != "$aug" ] && overrides=${spec#*+} && overrides=${overrides//+/ }
+  if [ "$dataset" != "-" ]; then overrides="$overrides dataset=$dataset"; dir="$ROOT/${spec//=/-}_${dataset}_seed${seed}"; fi
   grep -q '"status": "completed"' "$dir/metrics.json" 2>/dev/null && return 0
   [ -f "$dir/checkpoints/last.ckpt" ] && resume="resume_dir=$dir"
   local t=$(date +%s)
   # shellcheck disable=SC2086  # EXTRA holds several overrides
   python3 src/train.py experiment=$EXPERIMENT trainer=$TRAINER aug=$aug seed=$seed $overrides \
     trainer.enable_progress_bar=false hydra.run.dir="$dir" $resume $EXTRA >> "$ROOT/_logs/${dir##*/}.log" 2>&1
-  echo "$spec seed=$seed rc=$? $(( $(date +%s) - t )) s $resume" | tee -a "$ROOT/_logs/jobs.txt"
+  echo "${dir##*/} rc=$? $(( $(date +%s) - t )) s $resume" | tee -a "$ROOT/_logs/jobs.txt"
 }
 export -f job
-for a in $METHODS; do for s in $SEEDS; do echo "$a $s"; done; done |
-  timeout -k 20 $(( DEADLINE - ($(date +%s) - T0) )) xargs -P "$JOBS" -L 1 bash -c 'job "$0" "$1"'
+for a in $METHODS; do for d in ${DATASETS:--}; do for s in $SEEDS; do echo "$a $s $d"; done; done; done |
+  timeout -k 20 $(( DEADLINE - ($(date +%s) - T0) )) xargs -P "$JOBS" -L 1 bash -c 'job "$0" "$1" "$2"'
 [ $MPS = on ] && echo quit | nvidia-cuda-mps-control
 done_jobs=$(grep -l '"status": "completed"' "$ROOT"/*/metrics.json 2>/dev/null | wc -l)
 echo "finished after $(( $(date +%s) - T0 )) s: $done_jobs completed jobs in $ROOT"

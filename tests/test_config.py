@@ -44,3 +44,12 @@ def test_override_paths_follow_output_dir(tmp_path):
     cfg = compose_config(["dataset=isbi2012"], tmp_path)
     assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
     assert cfg.dataset.root.endswith("shared/datasets/isbi2012-em")
+
+
+@pytest.mark.parametrize("name,count", [("colon", 1285), ("lumbar", 370)])
+def test_paper_sized_stand_ins(tmp_path, name, count):
+    # timing stand-ins for the paper's two sets: same image count, the paper's 128x128, own folder
+    cfg = compose_config(["experiment=paper", f"dataset=synthetic_{name}"], tmp_path)
+    assert cfg.dataset.generator.num_images == count and cfg.dataset.generator.size == 128
+    assert cfg.dataset.name == f"synthetic_{name}" and cfg.dataset.root.endswith(f"synthetic_{name}")
+    assert cfg.trainer.max_epochs == 30

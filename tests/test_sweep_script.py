@@ -28,6 +28,7 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
         "TRAINER": "cpu",
         "METHODS": "none fgsm+aug.eps=0.05+aug.fraction=0.5",
         "SEEDS": "0",
+        "DATASETS": "synthetic_lumbar",  # a dataset axis (the tiny overrides in EXTRA still apply)
         "JOBS": "2",
         "ROOT": str(root),
         "USE_MPS": "0",
@@ -38,10 +39,12 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
             ["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    for job in ("none_seed0", "fgsm+aug.eps-0.05+aug.fraction-0.5_seed0"):
+    for job in ("none_synthetic_lumbar_seed0", "fgsm+aug.eps-0.05+aug.fraction-0.5_synthetic_lumbar_seed0"):
         metrics = json.loads((root / job / "metrics.json").read_text())
         assert metrics["status"] == "completed" and metrics["aug"] == job.split("_")[0].split("+")[0]
-    config = (root / "fgsm+aug.eps-0.05+aug.fraction-0.5_seed0" / "config_resolved.yaml").read_text()
+        assert metrics["dataset"] == "synthetic_lumbar"
+    fgsm_job = root / "fgsm+aug.eps-0.05+aug.fraction-0.5_synthetic_lumbar_seed0"
+    config = (fgsm_job / "config_resolved.yaml").read_text()
     assert "eps: 0.05" in config and "fraction: 0.5" in config  # the variant's overrides reached the job
     ran = (root / "_logs" / "jobs.txt").read_text().splitlines()
     assert len(ran) == 2 and all(" rc=0 " in line for line in ran)  # the rerun started nothing
