@@ -23,7 +23,9 @@ Two modes:
 
 The callback's own state (which epoch the pool was made for, where to resume, its log) is in
 ``state_dict``; random draws are seeded by ``(seed, epoch)`` so a resumed run draws the same. The
-pool itself travels in the DataModule's ``state_dict``.
+pool itself travels in the DataModule's ``state_dict``, except when a checkpoint is written right
+after the pool was made from the weights it holds (``regenerate`` at an epoch end, eval mode, no
+random start): then the pool is left out and a resumed run remakes it from those weights.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from advaug.attacks import DIRECTION, check_eps, eval_mode, perturb, predicted_labels, sample_eps
+from advaug.callbacks.resume_state import rng_state_kept
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid
 
@@ -218,6 +221,12 @@ class AdversarialAugmentation(L.Callback):
                 "(background + foreground), e.g. dataset.num_classes=2."
             )
 
+    @property
+    def rebuildable(self) -> bool:
+        """Whether a pool is a function of the weights it was made from and the seeds only."""
+        deterministic = self.method in ("fgsm", "inv_fgsm") or not self.random_start
+        return self.mode == "regenerate" and self.use_eval_mode and deterministic
+
     def _last_epoch(self, trainer: L.Trainer, epoch: int) -> bool:
         return trainer.should_stop or (trainer.max_epochs is not None and 0 <= trainer.max_epochs <= epoch)
 
@@ -227,6 +236,15 @@ class AdversarialAugmentation(L.Callback):
         self._check_model(pl_module, images)
         # A resumed run restores the pool before this hook, but the loops' epoch only after it.
         epoch = self.next_epoch if self._restored else trainer.current_epoch
+        if (
+            self._restored
+            and getattr(trainer.datamodule, "pool_left_out", False)
+            and self.pool_epoch is not None
+        ):
+            # the checkpoint holds the weights this pool was made from: remake it, logging nothing
+            # and drawing nothing from the global generators (the uninterrupted run did not)
+            with rng_state_kept():
+                self.regenerate(trainer, pl_module, self.pool_epoch, report=False)
         if (
             self.mode == "regenerate"
             and is_scheduled(epoch, self.start_epoch, self.every_n_epochs)
@@ -246,8 +264,11 @@ class AdversarialAugmentation(L.Callback):
         elif self.mode == "free" and self._collecting:
             self._publish_free(trainer, pl_module, nxt)
 
-    def regenerate(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        """Attack this rank's shard of the chosen samples with the current weights, gather, set the pool."""
+    def regenerate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int, report: bool = True
+    ) -> None:
+        """Attack this rank's shard of the chosen samples with the current weights, gather, set the
+        pool; ``report=False`` skips the logs, history and figure (a pool remade on resume)."""
         started = time.perf_counter()
         dm = trainer.datamodule
         chosen = choose_indices(dm.num_train(), self.fraction, self.seed, epoch)
@@ -282,12 +303,15 @@ class AdversarialAugmentation(L.Callback):
         else:  # a DDP rank with an empty shard still joins the gather
             adv, masks = dm.train_images(shard, device)
         clean, _ = dm.train_images(shard[: max(self.loss_stats_samples, self.figure_samples)])
-        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, zero / max(len(shard), 1), started)
+        zero_frac = zero / max(len(shard), 1)
+        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, zero_frac, started, report)
 
     # -- free mode -------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         self.next_epoch = epoch
+        if self.mode == "regenerate" and trainer.datamodule is not None:
+            trainer.datamodule.pool_rebuildable = False  # the weights change from here on
         nxt = epoch + 1
         self._collecting = (
             self.mode == "free"
@@ -380,12 +404,16 @@ class AdversarialAugmentation(L.Callback):
         started -= self._free_seconds  # the per-batch work counts too
         self._set_pool(trainer, pl_module, epoch, adv, masks, clean, float(zero[0] / zero[1]), started)
 
-    def _set_pool(self, trainer, pl_module, epoch, adv, masks, clean, zero_frac, started) -> None:
+    def _set_pool(
+        self, trainer, pl_module, epoch, adv, masks, clean, zero_frac, started, report=True
+    ) -> None:
         """Gather this rank's rows from all ranks, hand them to the DataModule, log and draw.
         ``clean`` holds the first clean images of ``adv`` / ``masks``, for the loss change."""
         pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
-        trainer.datamodule.set_extra(pool_images, pool_masks)
+        trainer.datamodule.set_extra(pool_images, pool_masks, rebuildable=self.rebuildable)
         self.pool_epoch = epoch
+        if not report:
+            return
         seconds = time.perf_counter() - started
         n = len(clean)
         self._report(

@@ -30,7 +30,12 @@ class GanPool(PoolCallback):
     The GAN is trained on ``trainer.datamodule.train_images()`` (the training split only) through
     ``recipe`` before the first epoch, or loaded from its cache. The first pool is drawn as a PNG
     grid into ``figures_dir`` (and to W&B when a WandbLogger is attached).
+
+    A pool is seeded by ``(seed, epoch)`` and made by the cached generator, so checkpoints leave it
+    out and a resumed run draws it again (``rebuildable``).
     """
+
+    rebuildable = True
 
     def __init__(
         self,

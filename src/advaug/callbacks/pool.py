@@ -5,16 +5,23 @@ rebuilds it (``reload_dataloaders_every_n_epochs=1``) *before* ``on_train_epoch_
 pool for epoch 0 is made in ``on_fit_start`` and the pool for epoch ``e + 1`` in
 ``on_train_epoch_end`` of epoch ``e``; a pool made in ``on_train_epoch_start`` would arrive one
 epoch late.
+
+Resume: a checkpoint restores the DataModule (with its pool, or without it when the producer
+marked it ``rebuildable``) and this callback's state before ``on_fit_start``, but the loop's epoch
+only after it. So ``on_fit_start`` of a resumed run keeps the restored pool, or remakes the one of
+``pool_epoch`` with the global random state left as the checkpoint restored it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import lightning as L
 import torch
 
+from advaug.callbacks.resume_state import rng_state_kept
 from advaug.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -25,7 +32,13 @@ class PoolCallback(L.Callback):
 
     ``every_n_epochs``: refill before every n-th epoch (1 = a fresh pool each epoch,
     0 = fill once before the first epoch and keep it).
+
+    Subclasses whose pool depends only on ``(epoch, seeds, clean data)``, not on the weights or the
+    global random state, set ``rebuildable = True``: checkpoints then leave the pool out and a
+    resumed run remakes it.
     """
+
+    rebuildable = False
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if every_n_epochs < 0:
@@ -33,6 +46,8 @@ class PoolCallback(L.Callback):
         self.every_n_epochs = int(every_n_epochs)
         self.last_fill_s: float | None = None
         self.fills = 0
+        self.pool_epoch: int | None = None  # the epoch the current pool was made for (checkpointed)
+        self._restored = False
 
     @property
     def active(self) -> bool:
@@ -54,7 +69,8 @@ class PoolCallback(L.Callback):
             )
         started = time.perf_counter()
         images, masks = self.make_pool(trainer, pl_module, epoch)
-        datamodule.set_extra(images, masks)
+        datamodule.set_extra(images, masks, rebuildable=self.rebuildable)
+        self.pool_epoch = epoch
         self.last_fill_s, self.fills = time.perf_counter() - started, self.fills + 1
         log.info(
             "%s: pool of %d samples for epoch %d in %.2f s",
@@ -65,8 +81,21 @@ class PoolCallback(L.Callback):
         )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.active:
+        if not self.active:
+            return
+        if not self._restored:
             self._fill(trainer, pl_module, trainer.current_epoch)
+        elif getattr(trainer.datamodule, "pool_left_out", False) and self.pool_epoch is not None:
+            with rng_state_kept():  # the uninterrupted run drew nothing here
+                self._fill(trainer, pl_module, self.pool_epoch)
+        # else: the checkpoint restored the pool itself
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pool_epoch": self.pool_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pool_epoch = state_dict.get("pool_epoch")
+        self._restored = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         upcoming = trainer.current_epoch + 1

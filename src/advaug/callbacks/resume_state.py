@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,17 @@ def relocate_checkpoint_state(state: dict[str, Any], new_dir: str | Path) -> dic
     if "best_k_models" in state:
         state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
     return state
+
+
+@contextmanager
+def rng_state_kept() -> Iterator[None]:
+    """Whatever the block draws from the global generators, they are as before afterwards
+    (a pool remade on resume must not move the RNG state the checkpoint restored)."""
+    state = collect_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(state)
 
 
 class ResumeState(L.Callback):

@@ -36,8 +36,11 @@ class TransformPool(PoolCallback):
     """Refills the pool with ``pipeline``-transformed copies of ``fraction`` of the clean train set.
 
     The transform work runs in a DataLoader with ``num_workers`` workers; each sample is seeded
-    from ``(seed, epoch, k)``, so a pool does not depend on the number of workers.
+    from ``(seed, epoch, k)``, so a pool does not depend on the number of workers, and a
+    checkpoint need not carry it (``rebuildable``).
     """
+
+    rebuildable = True
 
     def __init__(
         self,

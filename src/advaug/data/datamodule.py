@@ -76,6 +76,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self.ids: dict[str, list[str]] = {}
         self._pool: ExtraPool | None = None
         self._state_left_out = False
+        # True while the pool's producer can remake it exactly from the checkpoint being written
+        # (same weights, seeded draws): the checkpoint then leaves the pool out (set_extra sets it)
+        self.pool_rebuildable = False
+        # a restored checkpoint left the pool out: its producer must remake it before training
+        self.pool_left_out = False
 
     # -- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -103,11 +108,15 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     # -- extra-sample pool -----------------------------------------------------------------
-    def set_extra(self, images: torch.Tensor | None, masks: torch.Tensor | None = None) -> None:
+    def set_extra(
+        self, images: torch.Tensor | None, masks: torch.Tensor | None = None, rebuildable: bool = False
+    ) -> None:
         """Replace the extra-sample pool (float images in [0,1], (N,3,H,W); masks (N,H,W)).
 
-        ``None`` empties it. Takes effect when the train loader is next built.
+        ``None`` empties it. Takes effect when the train loader is next built. ``rebuildable``:
+        the producer can remake this pool from a checkpoint (see ``pool_rebuildable``).
         """
+        self.pool_left_out, self.pool_rebuildable = False, bool(rebuildable) and images is not None
         if images is None:
             self._pool = None
             return
@@ -197,6 +206,11 @@ class SegmentationDataModule(L.LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
+        if self.pool_left_out:
+            raise ConfigError(
+                "the checkpoint left its extra-sample pool out for the augmentation callback to remake, "
+                "but no callback did: resume with the same aug config as the interrupted run."
+            )
         if not self.on_device:
             return self._loader(self.train_dataset(), True, self.batch_size)
         self._check_on_device()
@@ -233,7 +247,11 @@ class SegmentationDataModule(L.LightningDataModule):
 
     # -- checkpoint state: the pool travels with the checkpoint --------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {} if self._state_left_out else {"extra": self.extra_state()}
+        if self._state_left_out:
+            return {}
+        if self._pool is not None and self.pool_rebuildable:  # its producer remakes it on resume
+            return {"extra": None, "extra_left_out": True}
+        return {"extra": self.extra_state()}
 
     @contextmanager
     def state_left_out(self) -> Iterator[None]:
@@ -248,3 +266,4 @@ class SegmentationDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         extra = state_dict.get("extra")
         self.set_extra(None if extra is None else extra["images"], None if extra is None else extra["masks"])
+        self.pool_left_out = bool(state_dict.get("extra_left_out", False))

@@ -1,0 +1,79 @@
+"""Pools a producer can remake are left out of checkpoints, and a resumed run remakes them
+exactly: same pool, same weights at the end as the uninterrupted run (CPU, deterministic)."""
+
+import albumentations as A
+import lightning as L
+import pytest
+import torch
+from test_adversarial_callback import tiny_module
+
+from advaug.augment.pipeline import Pipeline
+from advaug.callbacks import AdversarialAugmentation, RunCheckpoint, TransformPool
+from advaug.callbacks.resume_state import ResumeState
+from advaug.data import SegmentationDataModule
+from advaug.errors import ConfigError
+
+
+class PoolLog(L.Callback):
+    """A copy of the pool each epoch trains on."""
+
+    def __init__(self):
+        self.pools: dict[int, torch.Tensor] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.pools[trainer.current_epoch] = trainer.datamodule.extra_state()["images"].clone()
+
+
+def producer(kind):
+    if kind == "flip":
+        return TransformPool(Pipeline({"flip": A.HorizontalFlip(p=0.5)}, seed=1), seed=1)
+    if kind == "fgsm":
+        return AdversarialAugmentation("fgsm", eps=0.05, figure_samples=0, seed=2)
+    return AdversarialAugmentation("pgd", eps=0.05, steps=2, random_start=True, figure_samples=0, seed=2)
+
+
+def fit(root, tmp_path, kind, max_epochs, ckpt_path=None):
+    L.seed_everything(0)
+    dm = SegmentationDataModule(
+        str(root), image_size=32, batch_size=4, split={"train": 0.5, "val": 0.25, "test": 0.25}
+    )
+    log = PoolLog()
+    every_epoch = RunCheckpoint(dirpath=tmp_path, filename="e{epoch}", auto_insert_metric_name=False, save_top_k=-1,
+                                monitor=None, save_on_train_epoch_end=True, best_weights_only=False)  # fmt: skip
+    module = tiny_module()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, deterministic=True, logger=False,
+                        callbacks=[producer(kind), ResumeState(), log, every_epoch], enable_progress_bar=False,
+                        enable_model_summary=False, reload_dataloaders_every_n_epochs=1, inference_mode=False,
+                        num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
+    return log.pools, module.state_dict()
+
+
+@pytest.mark.parametrize("kind,left_out", [("flip", True), ("fgsm", True), ("pgd", False)])
+def test_resumed_run_remakes_the_pool_the_checkpoint_left_out(phantom_root, tmp_path, kind, left_out):
+    pools, weights = fit(phantom_root, tmp_path / "a", kind, max_epochs=3)
+    saved = torch.load(tmp_path / "a" / "e0.ckpt", weights_only=True)["SegmentationDataModule"]
+    # the epoch-0 checkpoint, written right after the pool for epoch 1 was made: a seeded
+    # transform pool and an FGSM pool of those weights are left out; a random-start PGD pool
+    # cannot be remade and is kept
+    assert (saved["extra"] is None) == left_out and saved.get("extra_left_out", False) == left_out
+
+    resumed_pools, resumed_weights = fit(
+        phantom_root, tmp_path / "b", kind, 3, ckpt_path=tmp_path / "a" / "e0.ckpt"
+    )
+    assert sorted(resumed_pools) == [1, 2]
+    assert all(torch.equal(resumed_pools[e], pools[e]) for e in (1, 2))
+    assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
+
+
+def test_a_left_out_pool_nobody_remakes_is_an_error(phantom_root, tmp_path):
+    dm = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
+    dm.setup("fit")
+    dm.set_extra(*dm.train_images(), rebuildable=True)
+    state = dm.state_dict()
+    assert state == {"extra": None, "extra_left_out": True}
+    fresh = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
+    fresh.setup("fit")
+    fresh.load_state_dict(state)
+    with pytest.raises(ConfigError, match="same aug config"):
+        fresh.train_dataloader()
