@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
+from bench_common import device_name, sync  # noqa: E402
 
 from advaug import attacks  # noqa: E402
 
@@ -41,12 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -88,11 +87,7 @@ def main(argv=None) -> dict[str, float]:
         t_ours.append(timed(run_ours, args.device))
         t_ref.append(timed(run_ref, args.device))
     ours_ips, ref_ips = n / statistics.median(t_ours), n / statistics.median(t_ref)
-    device = (
-        torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"cpu ({torch.get_num_threads()} threads)"
-    )
+    device = device_name(args.device)
     print(
         f"device: {device}; model {args.arch}/{args.encoder}; {n} images {args.size}x{args.size}; "
         f"median of {args.repeats} repeats"

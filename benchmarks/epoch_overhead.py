@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lightning as L  # noqa: E402
 import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
+from bench_common import device_name, sync  # noqa: E402
 
 from advaug.callbacks import AdversarialAugmentation  # noqa: E402
 from advaug.data import SegmentationDataModule  # noqa: E402
@@ -54,11 +55,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class EpochClock(L.Callback):
@@ -159,11 +155,7 @@ def main(argv=None) -> dict[str, float]:
                 epochs[kind].extend(steady)
     fit = {k: statistics.median(v) for k, v in fits.items()}
     epoch = {k: statistics.median(v) for k, v in epochs.items()}
-    device = (
-        torch.cuda.get_device_name()
-        if args.device.startswith("cuda")
-        else f"cpu ({torch.get_num_threads()} threads)"
-    )
+    device = device_name(args.device)
     print(
         f"device: {device}; {args.num_images} clean + {args.num_images} pool images {args.size}x{args.size}, "
         f"batch {args.batch}, {args.epochs} epochs, {args.repeats} repeats"

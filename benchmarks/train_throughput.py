@@ -22,6 +22,7 @@ import lightning as L  # noqa: E402
 import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_common import device_name, sync  # noqa: E402
 
 from advaug.models.segmentation import SegmentationModule  # noqa: E402
 
@@ -40,11 +41,6 @@ def make_batches(args: argparse.Namespace, device: torch.device) -> list[dict[st
         mask = (torch.rand(args.batch, args.size, args.size, generator=g) > 0.7).long()
         batches.append({"image": image.to(device), "mask": mask.to(device)})
     return batches
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def plain_loop(args: argparse.Namespace, device: torch.device, batches: list) -> float:
@@ -145,11 +141,7 @@ def main() -> None:
     for _ in range(args.repeats):  # alternate, so drifting clocks / shared cores hit both alike
         plain.append(plain_loop(args, device, batches))
         lit.append(lightning_loop(args, device, batches))
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({torch.get_num_threads()} threads)"
-    )
+    name = device_name(device)
     print(
         f"device={name} size={args.size} batch={args.batch} steps={args.steps} bf16={args.bf16} "
         f"channels_last={args.channels_last} compile={args.compile} torch={torch.__version__}"
