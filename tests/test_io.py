@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from advaug.utils.io import atomic_write_json, read_json
+from advaug.utils.io import atomic_path, atomic_write_json, read_json
 
 
 def test_atomic_json_roundtrip_converts_tensors_and_nan(tmp_path):
@@ -19,3 +19,16 @@ def test_failed_write_leaves_previous_file_intact(tmp_path):
         atomic_write_json(path, {"v": object()})
     assert json.loads(path.read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_atomic_path_keeps_the_suffix_and_cleans_up_a_failed_write(tmp_path):
+    target = tmp_path / "figs" / "grid.png"
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"first"  # the old file stays, no temporary file is left
+    assert [p.name for p in target.parent.iterdir()] == ["grid.png"]

@@ -6,13 +6,13 @@ Pure functions of tensors that write a PNG; no Lightning, no global pyplot state
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
+
+from advaug.utils.io import atomic_path
 
 
 def amplified_difference(images: Tensor, adv: Tensor, gain: float | None = None) -> Tensor:
@@ -93,17 +93,9 @@ def adversarial_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 __all__ = ["adversarial_grid", "amplified_difference"]

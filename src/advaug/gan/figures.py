@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
+
+from advaug.utils.io import atomic_path
 
 
 def pairs_grid(
@@ -25,10 +25,6 @@ def pairs_grid(
     columns = [shown, fakes.float()] + ([real.float()] if real is not None else [])
     tiles = torch.stack(columns, 1).flatten(0, 1).clamp(0, 1)
     grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    save_image(grid, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")
+    return Path(path)

@@ -16,20 +16,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from advaug.reporting.aggregate import Stat  # noqa: E402
+from advaug.utils.io import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:  # torch only for annotations: the report tool runs without importing it
     import torch
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)  # atomic: a reader never sees half a PNG
-    return path
+    try:
+        with atomic_path(path) as tmp:  # a reader never sees half a PNG
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h")
