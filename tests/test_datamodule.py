@@ -100,6 +100,25 @@ def test_extra_pool_stores_masks_as_uint8_and_serves_long():
     assert wide.masks.dtype == torch.long and int(wide[0]["mask"].max()) == 300
 
 
+@pytest.mark.parametrize("on_device", [False, True])
+def test_uint8_pool_images_are_held_as_uint8_and_served_as_the_exact_floats(phantom_root, on_device):
+    dm = make(phantom_root, on_device=on_device)
+    float_images, masks = dm.train_images()
+    uint8_images = float_images.mul(255).round().to(torch.uint8)  # as transformed copies come
+    dm.set_extra(uint8_images, masks)
+    assert dm.state_dict()["extra"]["images"].dtype == torch.uint8  # a quarter of the bytes
+    assert torch.equal(dm.extra_state()["images"], float_images)
+    served = {}
+    for batch in dm.train_dataloader():
+        for image, index in zip(batch["image"], batch["index"].tolist(), strict=True):
+            served[index] = image
+    n = len(float_images)
+    assert all(torch.equal(served[-1 - i], float_images[i]) for i in range(n))  # pool rows
+    assert all(torch.equal(served[i], float_images[i]) for i in range(n))  # clean rows
+    dm.set_extra(float_images + 0.001, masks)  # float pools (adversarial, GAN) stay float
+    assert dm.state_dict()["extra"]["images"].dtype == torch.float32
+
+
 def test_pin_memory_follows_the_training_device_unless_set(phantom_root):
     from types import SimpleNamespace
 

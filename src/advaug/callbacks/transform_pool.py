@@ -69,7 +69,8 @@ class TransformPool(PoolCallback):
     def transform(
         self, images: torch.Tensor, masks: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transformed copies for ``epoch`` of float images (N,3,H,W) in [0,1] and masks (N,H,W)."""
+        """Transformed copies for ``epoch`` of float images (N,3,H,W) in [0,1] and masks (N,H,W):
+        uint8 images (exact, as the clean ones are uint8) and long masks."""
         indices = pool_indices(len(images), self.fraction, self.seed, epoch)
         return transformed_copies(
             to_uint8(images),

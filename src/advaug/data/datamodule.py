@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from advaug.data.datasets import CleanPairs, ExtraPool
+from advaug.data.datasets import CleanPairs, ExtraPool, as_float_images
 from advaug.data.device_batches import DeviceBatches
 from advaug.data.folder import SPLITS, find_pairs, load_pairs, resolve_splits
 from advaug.errors import ConfigError, DatasetError
@@ -111,7 +111,8 @@ class SegmentationDataModule(L.LightningDataModule):
     def set_extra(
         self, images: torch.Tensor | None, masks: torch.Tensor | None = None, rebuildable: bool = False
     ) -> None:
-        """Replace the extra-sample pool (float images in [0,1], (N,3,H,W); masks (N,H,W)).
+        """Replace the extra-sample pool: images (N,3,H,W), float in [0,1] or uint8 (kept as uint8,
+        served as x / 255); masks (N,H,W).
 
         ``None`` empties it. Takes effect when the train loader is next built. ``rebuildable``:
         the producer can remake this pool from a checkpoint (see ``pool_rebuildable``).
@@ -122,7 +123,9 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
             raise ValueError(f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match")
-        self._pool = ExtraPool(images.detach().float().cpu().contiguous(), masks.detach().cpu().contiguous())
+        images = images.detach().cpu()
+        images = images if images.dtype == torch.uint8 else images.float()
+        self._pool = ExtraPool(images.contiguous(), masks.detach().cpu().contiguous())
 
     @property
     def num_extra(self) -> int:
@@ -130,8 +133,10 @@ class SegmentationDataModule(L.LightningDataModule):
         return 0 if self._pool is None else len(self._pool)
 
     def extra_state(self) -> dict[str, torch.Tensor] | None:
-        """The pool as tensors (for checkpointing), or None."""
-        return None if self._pool is None else {"images": self._pool.images, "masks": self._pool.masks}
+        """The pool as float images in [0,1] and its masks, or None."""
+        if self._pool is None:
+            return None
+        return {"images": as_float_images(self._pool.images), "masks": self._pool.masks}
 
     def train_images(
         self, indices: torch.Tensor | None = None, device: torch.device | str | None = None
@@ -218,6 +223,7 @@ class SegmentationDataModule(L.LightningDataModule):
         index = torch.arange(len(images), device=images.device)
         if self._pool is not None:  # the pool changes per epoch: joined here, on the device
             pool_images, pool_masks = (t.to(images.device) for t in (self._pool.images, self._pool.masks))
+            pool_images = as_float_images(pool_images)
             images, masks = torch.cat([images, pool_images]), torch.cat([masks, pool_masks.to(masks.dtype)])
             index = torch.cat([index, -1 - torch.arange(len(pool_images), device=images.device)])
         return DeviceBatches(images, masks, index, self.batch_size, shuffle=True)
@@ -251,7 +257,8 @@ class SegmentationDataModule(L.LightningDataModule):
             return {}
         if self._pool is not None and self.pool_rebuildable:  # its producer remakes it on resume
             return {"extra": None, "extra_left_out": True}
-        return {"extra": self.extra_state()}
+        pool = self._pool
+        return {"extra": None if pool is None else {"images": pool.images, "masks": pool.masks}}  # as held
 
     @contextmanager
     def state_left_out(self) -> Iterator[None]:

@@ -1,5 +1,6 @@
 """Torch datasets over in-memory tensors: clean pairs (with an optional on-the-fly transform)
-and the extra-sample pool (adversarial or GAN samples, stored as float so small eps survive)."""
+and the extra-sample pool (adversarial or GAN samples as float so small eps survive, transformed
+copies as uint8)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,18 @@ class CleanPairs(Dataset):
         return {"image": image.float().div_(255.0), "mask": mask.long(), "index": torch.tensor(index)}
 
 
-class ExtraPool(Dataset):
-    """Extra training samples given as float images in [0,1] (N,3,H,W) and masks (N,H,W).
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as floats in [0,1] (x / 255, exact); float images as they are."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
-    Masks are held as uint8 when the class ids fit (an eighth of int64's memory and checkpoint
-    size: the pool travels in every checkpoint) and served as long like the clean pairs.
+
+class ExtraPool(Dataset):
+    """Extra training samples: images (N,3,H,W), float in [0,1] or uint8, and masks (N,H,W).
+
+    uint8 images (transformed copies of the uint8 clean set) are kept as they are, a quarter of
+    float's memory, and served as floats like the clean pairs; float ones (adversarial, GAN) stay
+    float so that small perturbations survive. Masks are held as uint8 when the class ids fit and
+    served as long.
     """
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor) -> None:
@@ -59,4 +67,5 @@ class ExtraPool(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[index], "mask": self.masks[index].long(), "index": torch.tensor(-1 - index)}
+        image = as_float_images(self.images[index])
+        return {"image": image, "mask": self.masks[index].long(), "index": torch.tensor(-1 - index)}
