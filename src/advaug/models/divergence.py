@@ -10,6 +10,7 @@ epoch, so no epoch-end hook (a pool, a checkpoint) ever sees diverged weights.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -20,7 +21,7 @@ from advaug.errors import TrainingDivergedError
 
 def raise_if_diverged(value: float, epoch: int, step: int, batch_idx: int) -> None:
     """Raise :class:`TrainingDivergedError` naming the step when ``value`` is NaN or infinite."""
-    if not torch.isfinite(torch.tensor(value)):
+    if not math.isfinite(value):  # plain Python: no tensor made per step
         raise TrainingDivergedError(
             f"loss became {value} at epoch {epoch}, step {step} (batch {batch_idx}). "
             "Lower the learning rate (optim.optimizer.lr) or check the input data; "
