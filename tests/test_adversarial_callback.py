@@ -68,6 +68,16 @@ class Recorder(L.Callback):
         self.batches.setdefault(trainer.current_epoch, []).append(batch["index"].cpu())
 
 
+class PoolAtEpochStart(L.Callback):
+    """The pool (float images, masks) each epoch trains on."""
+
+    def __init__(self):
+        self.pools: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.pools[trainer.current_epoch] = trainer.datamodule.extra_state()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A UNet trained briefly (3 epochs on 8 phantoms) and its data."""
@@ -91,7 +101,7 @@ def test_pool_size_schedule_and_mixed_batches(phantom_root, tmp_path):
     # fresh pools for epochs 1 and 3 only (start_epoch=1, every 2 epochs); the pool of 1 persists into 2
     assert [h["epoch"] for h in cb.history] == [1, 3]
     assert all(h["adv/num_samples"] == 4 for h in cb.history)  # 0.5 x 8 train images
-    assert dm.num_extra == 4
+    assert dm.num_extra == 4  # epoch 4 would reuse the pool of 3 (every 2 epochs): kept
     seen = {e: torch.cat(b) for e, b in rec.batches.items()}
     assert len(seen[0]) == 8 and (seen[0] >= 0).all()  # epoch 0: clean only
     for epoch in (1, 2, 3):
@@ -105,10 +115,10 @@ def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
     module, root = trained
     for method, raises in (("fgsm", True), ("invfgsm", False)):
         cb = AdversarialAugmentation(method, eps=0.03, eps_sampling="fixed", figure_samples=2)
-        dm = datamodule(root)
+        dm, seen = datamodule(root), PoolAtEpochStart()
         t = trainer(
             tmp_path / method,
-            [cb],
+            [cb, seen],
             logger=L.pytorch.loggers.CSVLogger(str(tmp_path / method)),
             limit_train_batches=1,
         )
@@ -121,8 +131,10 @@ def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
         module.load_state_dict(weights)
         images, masks = dm.train_images()
         expected = attacks.perturb(module, images, masks, 0.03, "fgsm" if raises else "inv_fgsm")
-        assert torch.equal(dm.extra_state()["images"], expected.images)
-        assert torch.equal(dm.extra_state()["masks"], masks)
+        assert torch.equal(seen.pools[0]["images"], expected.images)
+        assert torch.equal(seen.pools[0]["masks"], masks)
+        # after the last epoch nothing trains on the pool: the final checkpoint does not carry it
+        assert dm.num_extra == 0 and dm.state_dict() == {"extra": None}
         assert (tmp_path / method / "figures" / "adv_epoch000.png").stat().st_size > 1000
         rows = list(csv.DictReader(open(next((tmp_path / method).rglob("metrics.csv")))))
         logged = [float(r["adv/loss_change"]) for r in rows if r.get("adv/loss_change")]
@@ -155,7 +167,8 @@ def test_no_loss_statistics_and_no_figure(phantom_root, tmp_path, mode):
     cb = AdversarialAugmentation("fgsm", mode=mode, loss_stats_samples=0, figure_samples=0)
     dm = datamodule(phantom_root)
     trainer(tmp_path, [cb], max_epochs=3).fit(tiny_module(), datamodule=dm)
-    assert dm.num_extra == 8 and [h["adv/num_samples"] for h in cb.history][-1] == 8
+    assert [h["adv/num_samples"] for h in cb.history][-1] == 8
+    assert dm.num_extra == (8 if mode == "free" else 0)  # regenerate drops the pool after the last epoch
     assert all(h["adv/loss_change"] != h["adv/loss_change"] for h in cb.history)  # NaN: not measured
     assert not (tmp_path / "figures").exists()
 

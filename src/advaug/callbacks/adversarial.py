@@ -258,6 +258,10 @@ class AdversarialAugmentation(L.Callback):
         self.next_epoch = nxt
         if self._last_epoch(trainer, nxt):
             self._collecting, self._buffer = False, {}
+            if self.mode == "regenerate" and is_scheduled(nxt, self.start_epoch, self.every_n_epochs):
+                # no epoch trains on this pool any more (a run extended from here makes a fresh
+                # one first), so the final checkpoint need not carry it
+                trainer.datamodule.set_extra(None)
             return
         if self.mode == "regenerate" and is_scheduled(nxt, self.start_epoch, self.every_n_epochs):
             self.regenerate(trainer, pl_module, nxt)
