@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bf16", action="store_true", help="bf16-mixed training and bf16 attack (GPU)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--on-device", action="store_true", help="dataset.on_device: batches gathered on the device"
+    )
     return p.parse_args(argv)
 
 
@@ -86,7 +89,9 @@ def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tupl
     module = SegmentationModule(
         net, 2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), channels_last=args.channels_last
     )
-    dm = SegmentationDataModule(root=str(root), image_size=args.size, batch_size=args.batch)
+    dm = SegmentationDataModule(
+        root=str(root), image_size=args.size, batch_size=args.batch, on_device=args.on_device
+    )
     dm.prepare_data()
     dm.setup("fit")
     dm.set_extra(*dm.train_images())  # same samples per epoch in all three runs
@@ -158,7 +163,7 @@ def main(argv=None) -> dict[str, float]:
     device = device_name(args.device)
     print(
         f"device: {device}; {args.num_images} clean + {args.num_images} pool images {args.size}x{args.size}, "
-        f"batch {args.batch}, {args.epochs} epochs, {args.repeats} repeats"
+        f"batch {args.batch}, {args.epochs} epochs, {args.repeats} repeats, on_device={args.on_device}"
     )
     for kind in kinds:
         spans = ", ".join(f"{v:.3f}" for v in epochs[kind])

@@ -25,6 +25,7 @@ GPU="--device cuda --size 128 --batch 16 --bf16 --channels-last"
 bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 3
 bench 120 train_throughput.py $GPU --steps 300 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
+bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
 bench 90 sync_count.py $GPU --num-images 256 --attack-batch 256
 if [ "${COMPILE:-1}" = 1 ]; then
   bench 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
