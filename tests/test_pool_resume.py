@@ -77,3 +77,21 @@ def test_a_left_out_pool_nobody_remakes_is_an_error(phantom_root, tmp_path):
     fresh.load_state_dict(state)
     with pytest.raises(ConfigError, match="same aug config"):
         fresh.train_dataloader()
+
+
+def test_a_callback_that_loaded_a_state_fills_afresh_in_its_next_fit(phantom_root, tmp_path):
+    # the resume path of on_fit_start belongs to the fit that loaded the state only
+    cb = producer("flip")
+    cb.load_state_dict({"pool_epoch": 5})
+    dm = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
+
+    def fit():
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, callbacks=[cb], enable_progress_bar=False,
+                            enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                            reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(tiny_module(), datamodule=dm)
+
+    fit()  # "resumed" with no pool in the checkpoint: none is made
+    assert cb.pool_epoch == 5 and dm.num_extra == 0
+    fit()  # a fresh fit: the pool of epoch 0
+    assert cb.pool_epoch == 0 and dm.num_extra == dm.num_train()

@@ -479,6 +479,9 @@ class AdversarialAugmentation(L.Callback):
                 logger.log_image(key="adv/samples", images=[str(path)], step=trainer.global_step)
         return path
 
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restored = False  # a later fit of the same callback starts afresh unless it loads again
+
     # -- checkpoint ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"pool_epoch": self.pool_epoch, "next_epoch": self.next_epoch, "history": list(self.history)}

@@ -90,6 +90,9 @@ class PoolCallback(L.Callback):
                 self._fill(trainer, pl_module, self.pool_epoch)
         # else: the checkpoint restored the pool itself
 
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restored = False  # a later fit of the same callback starts afresh unless it loads again
+
     def state_dict(self) -> dict[str, Any]:
         return {"pool_epoch": self.pool_epoch}
 
