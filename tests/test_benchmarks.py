@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
 CASES = {
     "attack_throughput.py": (
@@ -62,3 +62,17 @@ def test_benchmark_prints_its_ratio(script, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert expected in done.stdout
+
+
+@pytest.mark.slow
+def test_sync_count_product_run_reports_epoch_one(tmp_path):
+    # the plumbing of `sync_count.py --product` (a src/train.py run with the counting callback,
+    # its JSON report); on the CPU nothing waits, so the count is 0 but the steps are there
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sync_count
+
+    tiny = " ".join(o.replace(" ", "") for o in TINY)
+    steps, where = sync_count.product_run(
+        f"{tiny} aug=invfgsm aug.mode=free paths.data_dir={tmp_path}", tmp_path / "run"
+    )
+    assert steps == 4 and sum(where.values()) == 0  # epoch 1: 8 clean + 8 free-mode copies, batch 4
