@@ -251,7 +251,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("test")
 
-    # -- checkpoint state: the pool travels with the checkpoint --------------------------------
+    # -- checkpoint state: the pool, unless its producer can remake it ------------------------
     def state_dict(self) -> dict[str, Any]:
         if self._state_left_out:
             return {}
