@@ -138,6 +138,10 @@ def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tm
     masks = datamodule.extra_state()["masks"]
     assert masks.dtype == torch.uint8 and set(masks.unique().tolist()) <= {0, 1}  # stored compactly
     assert datamodule.train_dataset()[8]["mask"].dtype == torch.long  # served like the clean pairs
+    # made from the uint8 split as held: the same pool as from the float images of train_images()
+    from_float, _ = callback.transform(*datamodule.train_images(), epoch=2)
+    assert torch.equal(from_float, callback.make_pool(trainer, None, 2)[0])
+    assert torch.equal(from_float.float().div(255), pools[2])
     assert pools[0].shape == (4, 3, 32, 32) and 0.0 <= float(pools[0].min()) and float(pools[0].max()) <= 1.0
 
 

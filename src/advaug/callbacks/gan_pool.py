@@ -96,7 +96,7 @@ class GanPool(PoolCallback):
     def make_pool(
         self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.sample(*trainer.datamodule.train_images(), epoch)
+        return self.sample(*trainer.datamodule.data["train"], epoch)  # uint8, as held
 
     def _draw(self, trainer: L.Trainer) -> None:
         pool = trainer.datamodule.extra_state()

@@ -28,7 +28,9 @@ def pool_indices(n: int, fraction: float, seed: int, epoch: int) -> np.ndarray:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [0,1] back to uint8 (exact for images that were uint8)."""
+    """Float images in [0,1] back to uint8 (exact for images that were uint8); uint8 as they are."""
+    if images.dtype == torch.uint8:
+        return images
     return images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -69,8 +71,8 @@ class TransformPool(PoolCallback):
     def transform(
         self, images: torch.Tensor, masks: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transformed copies for ``epoch`` of float images (N,3,H,W) in [0,1] and masks (N,H,W):
-        uint8 images (exact, as the clean ones are uint8) and long masks."""
+        """Transformed copies for ``epoch`` of images (N,3,H,W), uint8 or float in [0,1], and masks
+        (N,H,W): uint8 images (exact, as the clean ones are uint8) and long masks."""
         indices = pool_indices(len(images), self.fraction, self.seed, epoch)
         return transformed_copies(
             to_uint8(images),
@@ -86,4 +88,5 @@ class TransformPool(PoolCallback):
     def make_pool(
         self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(*trainer.datamodule.train_images(), epoch)
+        # the clean split as held (uint8): no float copy of it and back per pool
+        return self.transform(*trainer.datamodule.data["train"], epoch)

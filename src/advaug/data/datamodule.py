@@ -180,8 +180,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def _pin(self) -> bool:
         if self.pin_memory is not None:
             return bool(self.pin_memory)
-        trainer = getattr(self, "trainer", None)
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return self._device().type == "cuda"
 
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
