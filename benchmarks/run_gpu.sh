@@ -26,6 +26,7 @@ bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size
 bench 120 train_throughput.py $GPU --steps 300 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
+bench 120 profile_epoch.py $GPU --num-images 512 --attack-batch 256 --top 8
 bench 90 sync_count.py $GPU --num-images 256 --attack-batch 256
 bench 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product "trainer=gpu aug=invfgsm" \
   --product "trainer=gpu aug=invfgsm aug.mode=free"

@@ -76,3 +76,22 @@ def test_sync_count_product_run_reports_epoch_one(tmp_path):
         f"{tiny} aug=invfgsm aug.mode=free paths.data_dir={tmp_path}", tmp_path / "run"
     )
     assert steps == 4 and sum(where.values()) == 0  # epoch 1: 8 clean + 8 free-mode copies, batch 4
+
+
+@pytest.mark.slow
+def test_profile_epoch_sees_the_attack_work(capsys):
+    # epoch 1 of each kind is profiled; the sign of the input gradient is taken by the epoch-end
+    # attack (regenerate) and by the per-step hooks (free), never by plain training
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import profile_epoch
+
+    profiles = profile_epoch.main(
+        ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--top", "3"]
+    )
+    assert set(profiles) == {"none", "regenerate", "free"}
+    for prof in profiles.values():
+        assert prof.steps == 4 and prof.wall > 0 and prof.host  # 4 clean + 4 pool, batch 2
+    assert "aten::sign" not in profiles["none"].host
+    assert "aten::sign" in profiles["regenerate"].host and "aten::sign" in profiles["free"].host
+    out = capsys.readouterr().out
+    assert "wall ratio free / none" in out and "host self time, regenerate minus none" in out
