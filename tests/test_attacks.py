@@ -93,6 +93,23 @@ def test_attack_works_under_inference_mode(model_and_batch):
     assert not torch.equal(adv, x)
 
 
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_labels_made_under_inference_mode(model_and_batch, method):
+    # labels created inside inference_mode (a device copy or a prediction in Lightning's eval
+    # loops) cannot be saved for the backward as they are: same result as ordinary labels
+    model, x, y = model_and_batch
+    expected = attacks.perturb(model, x, y, 0.05, method, steps=2, random_start=False).images
+    with torch.inference_mode():
+        y_inf = y.clone()
+        pred = attacks.predicted_labels(model, x)
+        adv = attacks.perturb(model, x, y_inf, 0.05, method, steps=2, random_start=False).images
+        adv_pred = attacks.perturb(model, x, pred, 0.05, method, steps=2, random_start=False).images
+    assert torch.equal(adv, expected)
+    assert torch.equal(
+        adv_pred, attacks.perturb(model, x, pred.clone(), 0.05, method, steps=2, random_start=False).images
+    )
+
+
 def test_zero_gradient_share_reported(model_and_batch):
     model, x, y = model_and_batch
     res = attacks.perturb(model, x, y, 0.01, "fgsm")

@@ -38,3 +38,31 @@ def test_multiclass_foreground_mean():
     s = summarize(m.compute())
     assert s["miou"].item() == pytest.approx(1.0)
     assert s["iou_fg"].item() == pytest.approx(1.0)
+
+
+def test_class_absent_from_predictions_and_targets_is_left_out():
+    # Keras MeanIoU semantics: class 2 never occurs anywhere, so it has no IoU / Dice (0/0) and
+    # does not pull the averages down (it used to count as IoU 0 and make Dice NaN)
+    target = torch.tensor([[[0, 1], [1, 0]]])
+    m = segmentation_metrics(3)
+    m.update(target.clone(), target)
+    s = summarize(m.compute())
+    assert s["miou"].item() == pytest.approx(1.0)
+    assert s["iou_fg"].item() == pytest.approx(1.0)
+    assert s["dice"].item() == pytest.approx(1.0)
+
+
+def test_split_without_foreground():
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    m = segmentation_metrics(2)
+    m.update(target.clone(), target)  # predicted empty: foreground scores are undefined, not 0
+    s = summarize(m.compute())
+    assert s["miou"].item() == pytest.approx(1.0)
+    assert torch.isnan(s["iou_fg"]) and torch.isnan(s["dice"])
+    preds = target.clone()
+    preds[0, 0, 0] = 1  # a false positive: foreground IoU is then 0 (its union is not empty)
+    m = segmentation_metrics(2)
+    m.update(preds, target)
+    s = summarize(m.compute())
+    assert s["iou_fg"].item() == 0.0 and s["dice"].item() == 0.0
+    assert s["miou"].item() == pytest.approx((31 / 32) / 2)

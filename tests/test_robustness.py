@@ -81,6 +81,20 @@ def test_works_inside_inference_mode_and_respects_max_batches(model_and_loader):
     assert rows[1]["miou"] != rows[0]["miou"]
 
 
+def test_pred_labels_inside_inference_mode(model_and_loader):
+    # the predicted labels are then inference tensors: the attack must still take its gradient
+    model, loader = model_and_loader
+    outside = evaluate_robustness(
+        model, loader, methods=["fgsm"], eps=[0.1176], labels=["pred"], max_batches=1
+    )
+    with torch.inference_mode():
+        inside = evaluate_robustness(
+            model, loader, methods=["fgsm"], eps=[0.1176], labels=["pred"], max_batches=1
+        )
+    assert inside[1]["labels"] == "pred"
+    assert inside[1]["miou"] == pytest.approx(outside[1]["miou"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     "kw,key",
     [
@@ -167,3 +181,14 @@ def test_evaluate_missing_checkpoint_is_one_line_error(tmp_path):
     proc = run_evaluate([f"ckpt_path={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
     assert proc.returncode == 2
     assert "nope.ckpt: no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_repeated_grid_values_give_one_row_each(model_and_loader):
+    model, loader = model_and_loader
+    rows = evaluate_robustness(
+        model, loader, methods=["fgsm", "fgsm"], eps=[0.1176, 0.1176], labels=[True, "true"], max_batches=1
+    )
+    assert [(r["method"], r["labels"]) for r in rows] == [("clean", "none"), ("fgsm", "true")]
+    assert rows[1]["images"] == rows[0]["images"] == 2  # each batch counted once
+    with pytest.raises(ConfigError, match="robustness.max_batches"):
+        evaluate_robustness(model, loader, methods=["fgsm"], eps=[0.1], labels=["true"], max_batches=0)

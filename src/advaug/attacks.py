@@ -108,7 +108,9 @@ def input_gradient(
     loss_fn = loss_fn or F.cross_entropy
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().requires_grad_(True)
-        y = y.detach()
+        # labels made under inference_mode (Lightning's eval loops, a device copy there) cannot
+        # be saved for the backward: an ordinary copy can
+        y = y.clone() if y.is_inference() else y.detach()
         with _autocast(x, precision):
             logits = model(x)
         if logits.ndim == 4 and logits.shape[1] < 2:

@@ -4,6 +4,11 @@
   "mean IoU", like Keras ``MeanIoU``; an empty prediction scores about 0.5 on binary data);
 - ``iou_fg`` / ``dice``: dataset-level IoU / Dice averaged over the foreground classes only;
 - ``miou_img``: torchmetrics ``MeanIoU`` averaged per image (empty unions skipped).
+
+A class that occurs neither in the predictions nor in the targets of the whole split has no
+IoU or Dice (0 / 0): it is left out of the averages, as Keras ``MeanIoU`` leaves it out, instead
+of counting as 0 (or making Dice NaN). A split without any foreground, predicted empty, thus has
+``miou`` 1 and NaN ``iou_fg`` / ``dice`` (written as null in JSON).
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ def segmentation_metrics(num_classes: int) -> MetricCollection:
     """A fresh collection; feed it ``(preds, target)`` as class-index tensors (N,H,W)."""
     return MetricCollection(
         {
-            "iou": MulticlassJaccardIndex(num_classes=num_classes, average="none"),
+            # NaN, not 0, for a class absent from predictions and targets: summarize() skips it
+            "iou": MulticlassJaccardIndex(
+                num_classes=num_classes, average="none", zero_division=float("nan")
+            ),
             "dice": DiceScore(
                 num_classes=num_classes,
                 include_background=True,
@@ -34,11 +42,12 @@ def segmentation_metrics(num_classes: int) -> MetricCollection:
 
 
 def summarize(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reduce the collection's per-class output to the reported scalars."""
+    """Reduce the collection's per-class output to the reported scalars (classes without a
+    score, NaN, are skipped; all of them NaN gives NaN)."""
     iou, dice = raw["iou"].float(), raw["dice"].float()
     return {
-        "miou": iou.mean(),
-        "iou_fg": iou[1:].mean(),
-        "dice": dice[1:].mean(),
+        "miou": iou.nanmean(),
+        "iou_fg": iou[1:].nanmean(),
+        "dice": dice[1:].nanmean(),
         "miou_img": raw["miou_img"].float().mean(),
     }

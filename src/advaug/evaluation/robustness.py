@@ -56,6 +56,8 @@ def normalize_grid(
             raise ConfigError(f"robustness.labels: {v!r}: choose 'true' (ground truth) and/or 'pred'.")
     if any(m in MULTI_STEP for m in methods) and int(pgd_steps) < 1:
         raise ConfigError(f"robustness.pgd_steps={pgd_steps}: need at least 1 step.")
+    # a value listed twice would feed the same cell's metric twice and repeat its row
+    methods, eps, labels = (list(dict.fromkeys(v)) for v in (methods, eps, labels))
     if methods and not (eps and labels):
         raise ConfigError("robustness: methods given but eps or labels empty; list at least one of each.")
     return methods, eps, labels
@@ -85,6 +87,8 @@ def evaluate_robustness(
     ``images``. The model is put in eval mode for the duration; its parameters are untouched.
     """
     methods, eps, labels = normalize_grid(methods, eps, labels, pgd_steps)
+    if max_batches is not None and int(max_batches) < 1:
+        raise ConfigError(f"robustness.max_batches={max_batches}: at least 1, or null for the whole split.")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     num_classes = int(num_classes or model.num_classes)
     cells = [CLEAN] + [(m, e, lab) for m in methods for e in eps for lab in labels]
