@@ -14,12 +14,17 @@ from advaug.errors import ConfigError
 from advaug.models import SegmentationModule
 
 
-def _fit(root, tmp_path, **checkpoint_kw):
+def _fit(root, tmp_path, lr=1e-3, max_epochs=2, frozen=False, **checkpoint_kw):
     torch.manual_seed(0)
     net = smp.create_model(
         "Unet", encoder_name="resnet18", encoder_weights=None, classes=2, decoder_channels=[32, 16, 16, 8, 8]
     )
-    module = SegmentationModule(net, 2, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    if frozen:  # no learning and fixed BatchNorm statistics: the same score every epoch
+        lr = 0.0
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.0
+    module = SegmentationModule(net, 2, optimizer=functools.partial(torch.optim.Adam, lr=lr))
     dm = SegmentationDataModule(root=str(root), image_size=32, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")
@@ -35,7 +40,7 @@ def _fit(root, tmp_path, **checkpoint_kw):
     )
     trainer = L.Trainer(
         accelerator="cpu",
-        max_epochs=2,
+        max_epochs=max_epochs,
         callbacks=[ckpt],
         logger=False,
         enable_progress_bar=False,
@@ -89,3 +94,15 @@ def test_link_to_a_weights_only_best_file_is_refused():
     with pytest.raises(ConfigError, match="save_last=link"):
         RunCheckpoint(save_last="link", monitor="val/miou")
     RunCheckpoint(save_last="link", monitor="val/miou", best_weights_only=False)
+
+
+def test_last_file_is_written_every_epoch_even_without_improvement(phantom_root, tmp_path):
+    # the score never improves after epoch 0, so Lightning alone would leave last.ckpt at epoch 0
+    # and a resumed run would redo every later epoch
+    ckpt, _, dm = _fit(phantom_root, tmp_path, max_epochs=3, frozen=True)
+    best = torch.load(ckpt.best_model_path, weights_only=True)
+    last = torch.load(ckpt.last_model_path, weights_only=True)
+    steps_per_epoch = -(-(dm.num_train() + dm.num_extra) // 4)
+    assert best["epoch"] == 0
+    assert last["epoch"] == 2 and last["global_step"] == 3 * steps_per_epoch
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.ckpt", "last.ckpt"]

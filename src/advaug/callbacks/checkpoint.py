@@ -40,6 +40,17 @@ class RunCheckpoint(ModelCheckpoint):
         # Lightning's own key: checkpoints written with either class resume with the other
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Lightning (2.6) writes last.ckpt only in epochs that also wrote a top-k file, i.e. when
+        # the monitored score improved; a resume must start from the epoch that just ended
+        if (
+            self.save_last
+            and self._should_save_on_train_epoch_end(trainer)
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         # _save_last_checkpoint sets last_model_path to the file before it calls this
         lean = self.best_weights_only and not self.save_weights_only and filepath != self.last_model_path
