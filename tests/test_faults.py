@@ -114,9 +114,18 @@ def test_resume_resolution(tmp_path):
     assert resolve_ckpt_path(_cfg(tmp_path, fresh, resume_dir=older.parents[1])) == str(older)
     # rerunning in a fixed run folder that was killed (last.ckpt, no metrics.json) continues it
     assert resolve_ckpt_path(_cfg(tmp_path, newer.parents[1])) == str(newer)
-    # ... but a failed run starts afresh, and a completed one is never overwritten
+    # ... so does one stopped by Ctrl-C or a SIGTERM pre-emption (metrics.json says interrupted)
+    stopped = _fake_run(runs / "stopped", 2_500, status="interrupted")
+    assert resolve_ckpt_path(_cfg(tmp_path, runs / "stopped")) == str(stopped)
+    # ... but a failed run starts afresh, its checkpoints moved aside (kept, never reused), and a
+    # completed one is never overwritten
     _fake_run(runs / "failed", 3_000, status="failed")
     assert resolve_ckpt_path(_cfg(tmp_path, runs / "failed")) is None
+    assert not (runs / "failed" / "checkpoints").exists()
+    assert (runs / "failed" / "checkpoints.failed" / "last.ckpt").read_bytes() == b"x"
+    (runs / "failed" / "checkpoints").mkdir()  # the next failed attempt's files
+    assert resolve_ckpt_path(_cfg(tmp_path, runs / "failed")) is None
+    assert (runs / "failed" / "checkpoints.failed-2").is_dir()
     _fake_run(runs / "done", 4_000, status="completed")
     with pytest.raises(ConfigError, match="already holds a completed run"):
         resolve_ckpt_path(_cfg(tmp_path, runs / "done"))

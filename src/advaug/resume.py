@@ -3,8 +3,11 @@
 ``ckpt_path`` accepts:
 
 * ``null``: start fresh, unless this run folder (a fixed ``hydra.run.dir``) holds an unfinished
-  run, i.e. ``checkpoints/last.ckpt`` but no ``metrics.json``: then it resumes ("rerun the same
-  command after a kill");
+  run, i.e. ``checkpoints/last.ckpt`` and no ``metrics.json`` (killed) or one that says
+  ``interrupted`` (Ctrl-C, SIGTERM pre-emption): then it resumes ("rerun the same command after a
+  kill"). A fresh start in the folder of a *failed* run first moves that run's ``checkpoints/``
+  aside to ``checkpoints.failed/`` (never deleted), so that neither its ``best.ckpt`` nor its
+  ``last.ckpt`` is mistaken for the new run's;
 * a file: resume from it;
 * ``last``: the newest ``checkpoints/last.ckpt`` of the same output tree
   (``logs/<task>/runs/*/`` for a run, ``logs/<task>/multiruns/*/<same job subdir>/`` in a sweep).
@@ -20,8 +23,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from advaug.errors import ConfigError
-from advaug.runs import METRICS_FILE, is_completed, read_status
-from advaug.utils.distributed import in_multirun
+from advaug.runs import INTERRUPTED, METRICS_FILE, is_completed, read_status
+from advaug.utils.distributed import in_multirun, is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,21 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
         if not Path(requested).is_file():
             raise ConfigError(f"ckpt_path={requested}: no such file. Give a .ckpt file, or ckpt_path=last.")
         return str(requested)
-    own = out / LAST
-    if own.is_file() and read_status(out) is None:  # killed before the end: continue it
+    own, status = out / LAST, read_status(out)
+    if own.is_file() and (status is None or status.get("status") == INTERRUPTED):
         log.info("%s holds an unfinished run: resuming from %s", out, own)
         return str(own)
+    if status is not None and (out / LAST.parent).is_dir() and is_rank_zero():
+        set_aside(out / LAST.parent)
     return None
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<folder>.failed`` (``.failed-2``, ... when taken) and return the new path."""
+    target, n = folder.with_name(f"{folder.name}.failed"), 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.failed-{n}")
+    folder.rename(target)
+    log.warning("%s: the failed run's checkpoints moved to %s; starting afresh", folder.parent, target)
+    return target
