@@ -52,7 +52,7 @@ def test_mask_stays_aligned_with_image(aug, tmp_path):
         mask = blocky_mask(seed=seed)
         image = np.repeat((mask * 200 + 30)[..., None], 3, axis=2).astype(np.uint8)
         pipeline.reseed(seed)
-        out = pipeline(image=image, mask=mask)
+        out = pipeline.compose(image=image, mask=mask)  # this seed's draw (a call would reseed)
         assert out["image"].shape == image.shape and out["image"].dtype == np.uint8
         assert out["mask"].shape == mask.shape
         assert set(np.unique(out["mask"])) <= {0, 1}
@@ -79,7 +79,7 @@ def test_multiclass_masks_keep_their_class_ids(aug, tmp_path):
     image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     for seed in range(10):
         pipeline.reseed(seed)
-        out = pipeline(image=image, mask=mask)
+        out = pipeline.compose(image=image, mask=mask)  # this seed's draw (a call would reseed)
         assert set(np.unique(out["mask"])) <= {0, 1, 2}
         assert out["mask"].shape == (32, 32) and out["image"].shape == (32, 32, 3)
 
@@ -89,11 +89,30 @@ def test_pipeline_is_reproducible_under_a_seed(tmp_path):
     _, b = pipeline_for("classic", tmp_path)
     mask = blocky_mask()
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    torch.manual_seed(0)
     outs_a = [a(image=image, mask=mask) for _ in range(3)]
+    torch.manual_seed(0)
     outs_b = [b(image=image, mask=mask) for _ in range(3)]
     for x, y in zip(outs_a, outs_b, strict=True):
         assert np.array_equal(x["image"], y["image"]) and np.array_equal(x["mask"], y["mask"])
     assert not np.array_equal(outs_a[0]["image"], outs_a[1]["image"])  # a stream, not one draw
+
+
+def test_online_draws_follow_the_torch_stream_a_resume_restores(tmp_path):
+    # a resumed run builds a fresh pipeline and restores the torch state of the epoch end: it must
+    # draw what the uninterrupted run drew, not replay epoch 0's draws
+    _, running = pipeline_for("classic", tmp_path)
+    mask = blocky_mask()
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    epoch0 = [running(image=image, mask=mask)["image"] for _ in range(3)]
+    state = torch.get_rng_state()  # what the epoch-end checkpoint holds
+    epoch1 = [running(image=image, mask=mask)["image"] for _ in range(3)]
+    _, resumed = pipeline_for("classic", tmp_path)
+    torch.set_rng_state(state)
+    again = [resumed(image=image, mask=mask)["image"] for _ in range(3)]
+    assert all(np.array_equal(x, y) for x, y in zip(epoch1, again, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(epoch0, epoch1, strict=True))
 
 
 def test_online_workers_draw_different_augmentations(tmp_path):

@@ -60,6 +60,10 @@ def test_gan_trains_a_few_steps_with_finite_losses_and_is_cached(tmp_path):
     )
     other = train_gan(compose_config([*gan_overrides(tmp_path), "seed=7"], tmp_path, config_name="train_gan"))
     assert other["cache_dir"] != summary["cache_dir"]
+    # loading the cached generator draws nothing from the global stream (a resumed run restored it)
+    state = torch.get_rng_state()
+    loaded = instantiate(cfg.gan).load(cached)
+    assert torch.equal(torch.get_rng_state(), state) and not loaded.training
 
 
 def test_generate_is_seeded_and_in_range():

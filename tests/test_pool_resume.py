@@ -66,6 +66,19 @@ def test_resumed_run_remakes_the_pool_the_checkpoint_left_out(phantom_root, tmp_
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
 
 
+@pytest.mark.parametrize("kind", ["flip", "fgsm"])
+def test_a_finished_run_extended_trains_on_the_pool_its_next_epoch_is_due(phantom_root, tmp_path, kind):
+    # the 2-epoch run made no pool after its last epoch; extended to 3 it must make epoch 2's
+    # pool as the 3-epoch run did, not train epoch 2 on epoch 1's
+    pools, weights = fit(phantom_root, tmp_path / "long", kind, max_epochs=3)
+    fit(phantom_root, tmp_path / "short", kind, max_epochs=2)
+    extended_pools, extended_weights = fit(
+        phantom_root, tmp_path / "ext", kind, 3, ckpt_path=tmp_path / "short" / "e1.ckpt"
+    )
+    assert sorted(extended_pools) == [2] and torch.equal(extended_pools[2], pools[2])
+    assert all(torch.equal(extended_weights[k], weights[k]) for k in weights)
+
+
 def test_a_left_out_pool_nobody_remakes_is_an_error(phantom_root, tmp_path):
     dm = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
     dm.setup("fit")

@@ -5,9 +5,12 @@ Lightning's ``seed_everything`` do not reach it), and a DataLoader forks that st
 worker, so without reseeding all workers replay the same draws. Two seeding modes cover the
 two protocols:
 
-* on the fly (``aug.protocol=online``): :class:`Pipeline` reseeds itself from
-  ``torch.initial_seed()`` the first time it runs in a new worker process (per-worker seeding;
-  torch derives that seed from the run's seed, so a seeded run is reproducible);
+* on the fly (``aug.protocol=online``): :class:`Pipeline` reseeds itself before every sample
+  from the torch generator of the process it runs in. A DataLoader worker's generator is seeded
+  from the run's stream when the loader starts, and the main process's is that stream, which
+  checkpoints carry (``ResumeState``): a seeded run is reproducible and a resumed one draws
+  what the uninterrupted one drew (the compose's own stream, restarted at construction, would
+  replay epoch 0's draws after a resume);
 * pool (``aug.protocol=pool``): :class:`TransformedPairs` reseeds per *sample* from
   ``(seed, epoch, index)``, so a pool is identical whatever the number of workers.
 """
@@ -21,7 +24,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from advaug.data.datasets import apply_joint
 from advaug.errors import ConfigError
@@ -36,8 +39,9 @@ class Pipeline:
     """Named albumentations transforms composed into one joint (image, mask) transform.
 
     ``ops`` maps a name to an albumentations transform (``None`` disables it), so config files
-    can add or remove steps by name (``~aug.ops.jitter``). ``seed`` starts the stream in the main
-    process; DataLoader workers reseed from their torch seed. Masks are always resampled with
+    can add or remove steps by name (``~aug.ops.jitter``). ``seed`` starts the compose's stream;
+    a call reseeds it from the process's torch generator (see the module docstring); a
+    :class:`TransformedPairs` sample reseeds it from its own keys. Masks are always resampled with
     nearest-neighbour interpolation, so they keep holding class ids.
     Call it like albumentations: ``pipeline(image=HWC uint8, mask=HW) -> {"image", "mask"}``.
     """
@@ -61,17 +65,15 @@ class Pipeline:
                 )
         self.names = list(ops) if isinstance(ops, Mapping) else [type(s).__name__ for s in steps]
         self.compose = A.Compose(steps, p=p, mask_interpolation=cv2.INTER_NEAREST, seed=int(seed) % 2**32)
-        self._seeded_for: int | None = None
 
     def reseed(self, seed: int) -> None:
         """Restart the pipeline's random stream from ``seed``."""
         self.compose.set_random_seed(int(seed) % 2**32)
 
     def __call__(self, **data: Any) -> dict[str, Any]:
-        info = get_worker_info()
-        if info is not None and self._seeded_for != info.seed:  # a fresh worker: its own stream
-            self.reseed(info.seed)
-            self._seeded_for = info.seed
+        # ~50 us per sample; each worker's torch generator differs, so workers never replay
+        # each other's draws
+        self.reseed(int(torch.randint(0, 2**32, (), dtype=torch.int64)))
         return self.compose(**data)
 
     def __repr__(self) -> str:

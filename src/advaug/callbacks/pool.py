@@ -9,7 +9,9 @@ epoch late.
 Resume: a checkpoint restores the DataModule (with its pool, or without it when the producer
 marked it ``rebuildable``) and this callback's state before ``on_fit_start``, but the loop's epoch
 only after it. So ``on_fit_start`` of a resumed run keeps the restored pool, or remakes the one of
-``pool_epoch`` with the global random state left as the checkpoint restored it.
+``pool_epoch`` with the global random state left as the checkpoint restored it. A finished run
+extended to more epochs (``trainer.max_epochs`` raised) made no pool after its last epoch: the
+resumed run makes the one its next epoch is due, as the longer uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PoolCallback(L.Callback):
         self.last_fill_s: float | None = None
         self.fills = 0
         self.pool_epoch: int | None = None  # the epoch the current pool was made for (checkpointed)
+        self.next_epoch: int | None = None  # the epoch after the last one ended (checkpointed)
         self._restored = False
 
     @property
@@ -85,25 +88,35 @@ class PoolCallback(L.Callback):
             return
         if not self._restored:
             self._fill(trainer, pl_module, trainer.current_epoch)
+        elif self._due(self.next_epoch) and self.pool_epoch != self.next_epoch:
+            # the checkpoint ended a run's last epoch, after which no pool was made; the longer
+            # run made it from this random state (a DataLoader draws its base seed), so draw
+            self._fill(trainer, pl_module, self.next_epoch)
         elif getattr(trainer.datamodule, "pool_left_out", False) and self.pool_epoch is not None:
-            with rng_state_kept():  # the uninterrupted run drew nothing here
+            with rng_state_kept():  # the uninterrupted run drew for it before the checkpoint
                 self._fill(trainer, pl_module, self.pool_epoch)
         # else: the checkpoint restored the pool itself
+
+    def _due(self, epoch: int | None) -> bool:
+        """Whether a fresh pool is made for ``epoch`` (every ``every_n_epochs``-th epoch)."""
+        return epoch is not None and self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restored = False  # a later fit of the same callback starts afresh unless it loads again
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pool_epoch": self.pool_epoch}
+        return {"pool_epoch": self.pool_epoch, "next_epoch": self.next_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.pool_epoch = state_dict.get("pool_epoch")
+        self.next_epoch = state_dict.get("next_epoch")  # absent in checkpoints of older versions
         self._restored = True
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         upcoming = trainer.current_epoch + 1
+        self.next_epoch = upcoming
         last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= upcoming
-        if not self.active or self.every_n_epochs == 0 or last or trainer.should_stop:
+        if not self.active or last or trainer.should_stop:
             return
-        if upcoming % self.every_n_epochs == 0:
+        if self._due(upcoming):
             self._fill(trainer, pl_module, upcoming)

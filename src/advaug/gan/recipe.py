@@ -144,7 +144,10 @@ class GanRecipe:
     def load(self, folder: Path) -> Pix2PixGAN:
         """A module holding the cached generator weights (the discriminator is not kept)."""
         saved = torch.load(Path(folder) / "generator.pt", map_location="cpu", weights_only=True)
-        module = Pix2PixGAN(**saved["hparams"])
+        # building the module draws its (then overwritten) initial weights from the global
+        # generator: keep it out of the run's random stream, which a resumed run has restored
+        with preserved_rng():
+            module = Pix2PixGAN(**saved["hparams"])
         module.generator.load_state_dict(saved["generator"])
         return module.eval()
 
