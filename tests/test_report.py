@@ -5,12 +5,14 @@ import csv
 import importlib.util
 import json
 import math
+import statistics
 
 import pytest
 from conftest import ROOT
 
+from advaug.errors import ConfigError
 from advaug.reporting import write_report
-from advaug.reporting.aggregate import mean_std, table_epochs
+from advaug.reporting.aggregate import compare, mean_std, table2, table_epochs
 from advaug.reporting.collect import collect
 from advaug.reporting.tables import format_cell
 
@@ -225,3 +227,154 @@ def test_an_override_that_repeats_the_default_is_no_variant(tmp_path):
             f"seed: {i}\ndataset: {{name: polyp}}\naug: {{name: fgsm, eps: {eps}}}\ntrainer: {{max_epochs: 30}}\n"
         )
     assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm", "fgsm [aug.eps=0.05]"]
+
+
+def eval_job(folder, run, dataset, aug, seed, rows):
+    """A src/evaluate.py output folder as evaluate_checkpoint leaves it: robustness.json whose meta
+    names the scored checkpoint, and an evaluate config without the training keys (no trainer.*)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- ckpt_path={run}/checkpoints/best.ckpt\n")
+    (folder / ".hydra" / "config.yaml").write_text("task_name: evaluate\nrobustness: {eps: [0.0118]}\n")
+    meta = {"source": "evaluate", "ckpt_path": str(run.resolve() / "checkpoints" / "best.ckpt"),
+            "dataset": dataset, "aug": aug, "seed": seed}  # fmt: skip
+    rows = [{"method": m, "attack": m, "eps": e, "labels": lab, "steps": 1, "miou": v, "iou_fg": v, "dice": v}
+            for m, e, lab, v in rows]  # fmt: skip
+    (folder / "robustness.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    return folder
+
+
+def resolved(job, seed, aug, **aug_keys):
+    """Give a job folder a config_resolved.yaml with trainer keys and the aug's effective values."""
+    extra = "".join(f", {k}: {v}" for k, v in aug_keys.items())
+    (job / "config_resolved.yaml").write_text(
+        f"seed: {seed}\ndataset: {{name: polyp}}\naug: {{name: {aug}{extra}}}\n"
+        "trainer: {accelerator: gpu, max_epochs: 30}\n"
+    )
+    return job
+
+
+def test_margins_csv_holds_every_margin_field(sweep, tmp_path):
+    written = write_report([sweep], tmp_path / "out", compare=["fgsm"])
+    rows = {r["metric"]: r for r in read_csv(written["margins.csv"])}
+    assert set(rows) == {"miou", "iou_fg", "dice"}
+    miou = rows["miou"]
+    assert [miou[k] for k in ("dataset", "reference", "versus", "n")] == ["colon", "fgsm", "none", "3 vs 3"]
+    assert float(miou["reference_mean"]) == pytest.approx(0.86)
+    assert float(miou["versus_mean"]) == pytest.approx(0.8)
+    assert float(miou["difference"]) == pytest.approx(0.06)
+    pooled = math.sqrt((0.01**2 + 0.1**2) / 2)  # equal n: both pooled-SD formulas agree
+    assert float(miou["pooled_sd"]) == pytest.approx(pooled)
+    assert float(miou["margin_sd"]) == pytest.approx(0.06 / pooled)
+
+
+def test_pooled_sd_weights_each_cell_by_its_seeds(tmp_path):
+    ref, other = (0.80, 0.81, 0.82), (0.70, 0.78)  # the other method's third seed failed
+    for s, v in enumerate(ref):
+        make_job(tmp_path / f"inv_{s}", "polyp", "invfgsm", s, v)
+    for s, v in enumerate(other):
+        make_job(tmp_path / f"none_{s}", "polyp", "none", s, v)
+    make_job(tmp_path / "none_2", "polyp", "none", 2, 0.5, status="failed")
+    (row,) = compare([j for j in collect([tmp_path]) if j.ok], "invfgsm")
+    pooled = math.sqrt((2 * statistics.variance(ref) + 1 * statistics.variance(other)) / 3)
+    assert row["n"] == "3 vs 2" and row["pooled_sd"] == pytest.approx(pooled)
+    assert row["margin_sd"] == pytest.approx((0.81 - 0.74) / pooled)
+
+
+def test_an_evaluation_output_keeps_the_training_labels_and_takes_its_runs_row(tmp_path, caplog):
+    runs, extras = tmp_path / "runs", tmp_path / "extras"
+    train = ["trainer=gpu", "trainer.max_epochs=30"]  # evaluate's own config has no trainer keys
+    for s in range(3):
+        for aug in ("none", "invfgsm"):
+            job = make_job(runs / f"{aug}_{s}", "polyp", aug, s, 0.7, overrides=train)
+            resolved(job, s, aug, labels="'true'")
+        job = make_job(
+            extras / f"pred_{s}", "polyp", "invfgsm", s, 0.7, overrides=[*train, "aug.labels=pred"]
+        )
+        resolved(job, s, "invfgsm", labels="pred")
+    eval_job(
+        tmp_path / "eval" / "t0", extras / "pred_0", "polyp", "invfgsm", 0, [("pgd", 0.0118, "true", 0.5)]
+    )
+    jobs = {j.path.name: j for j in collect([runs, extras, tmp_path / "eval"])}
+    assert {j.method for j in jobs.values()} == {"none", "invfgsm", "invfgsm [aug.labels=pred]"}
+    assert jobs["t0"].status == "evaluation" and jobs["t0"].method == "invfgsm [aug.labels=pred]"
+    assert jobs["t0"].seed == 0 and jobs["t0"].dataset == "polyp"
+    # its training run outside the roots is still found through the checkpoint path
+    jobs = {j.path.name: j for j in collect([runs, tmp_path / "eval"])}
+    assert jobs["t0"].method == "invfgsm [aug.labels=pred]" and jobs["invfgsm_0"].method == "invfgsm"
+    with caplog.at_level("WARNING"):
+        written = write_report([runs, tmp_path / "eval"], tmp_path / "out", compare=["invfgsm", "invfgsn"],
+                               figures=["nonee"])  # fmt: skip
+    assert "## Margins of invfgsm" in written["tables.md"].read_text()
+    assert {r["row"] for r in read_csv(written["table3.csv"])} == {"none", "invfgsm"}
+    assert {r["row"] for r in read_csv(written["table2.csv"])} == {"after: invfgsm [aug.labels=pred]"}
+    assert "--compare invfgsn: no method of that name" in caplog.text
+    assert "--figures nonee: no method of that name" in caplog.text
+    assert "--compare invfgsm:" not in caplog.text
+
+
+def test_table2_keeps_one_value_per_model_an_evaluation_replaces_its_runs(tmp_path):
+    for s in range(3):
+        job = make_job(tmp_path / "train" / f"inv_{s}", "polyp", "invfgsm", s, 0.7 + s / 100,
+                       robustness={("pgd", 0.0118, "true"): 0.2 + s / 100})  # fmt: skip
+        resolved(job, s, "invfgsm")
+    # the seed-0 checkpoint re-scored: its 0.0118 cell is replaced, eps 0.05 is new, clean too
+    rows = [("clean", 0.0, "none", 0.75), ("pgd", 0.0118, "true", 0.26), ("pgd", 0.05, "true", 0.1)]
+    eval_job(tmp_path / "evaluate" / "t0", tmp_path / "train" / "inv_0", "polyp", "invfgsm", 0, rows)
+    t2 = {(r["row"], r["column"]): r for r in table2(collect([tmp_path])) if r["metric"] == "miou"}
+    assert t2[("after: invfgsm", "eps=0.0118")]["n"] == 3  # not 4: one model, one value
+    assert t2[("after: invfgsm", "eps=0.0118")]["mean"] == pytest.approx((0.26 + 0.21 + 0.22) / 3)
+    assert t2[("after: invfgsm", "clean")]["mean"] == pytest.approx((0.75 + 0.71 + 0.72) / 3)
+    assert t2[("after: invfgsm", "eps=0.05")]["n"] == 1
+
+
+def test_one_seed_in_two_folders_is_an_error_and_overlapping_roots_count_once(tmp_path):
+    a, b = tmp_path / "t1", tmp_path / "t2"
+    for s in range(2):
+        make_job(a / f"fgsm_{s}", "polyp", "fgsm", s, 0.6)
+    assert len(collect([a, a / "fgsm_0", a])) == 2  # the same folder found three times is one job
+    make_job(b / "fgsm_0", "polyp", "fgsm", 0, 0.6)  # the seed-0 job again, rerun into another folder
+    with pytest.raises(ConfigError) as err:
+        collect([a, b])
+    assert str(a / "fgsm_0") in str(err.value) and str(b / "fgsm_0") in str(err.value)
+    assert "Pass only one of them" in str(err.value)
+
+
+def test_uneven_cells_compare_seed_sets_per_dataset(tmp_path):
+    for ds in ("polyp", "colon"):
+        for s in range(3):
+            make_job(tmp_path / f"{ds}_none_{s}", ds, "none", s, 0.7)
+            ok = (ds == "polyp" and s < 2) or (ds == "colon" and s == 2)
+            make_job(tmp_path / f"{ds}_fgsm_{s}", ds, "fgsm", s, 0.6, status="completed" if ok else "failed")
+    page = write_report([tmp_path], tmp_path / "out")["tables.md"].read_text()
+    uneven = next(line for line in page.splitlines() if line.startswith("| uneven cells"))
+    assert uneven.endswith(
+        "| colon / fgsm: seeds [2] of [0, 1, 2]; polyp / fgsm: seeds [0, 1] of [0, 1, 2] |"
+    )
+
+
+def test_an_explicit_default_override_joins_the_plain_row(tmp_path):
+    specs = [([], 0, "true"), ([], 1, "true"), (["aug.labels=true"], 2, "true"),
+             (["aug.labels=pred"], 0, "pred"), (["aug.labels=pred"], 1, "pred"), (["aug.steps=3"], 0, 3)]  # fmt: skip
+    for i, (extra, seed, value) in enumerate(specs):
+        aug = "pgd" if extra == ["aug.steps=3"] else "invfgsm"
+        key = "steps" if aug == "pgd" else "labels"
+        job = make_job(tmp_path / f"{i}", "polyp", aug, seed, 0.7, overrides=extra)
+        resolved(job, seed, aug, **{key: f"'{value}'"})
+    methods = [j.method for j in sorted(collect([tmp_path]), key=lambda j: j.path.name)]
+    assert methods[:3] == ["invfgsm"] * 3  # aug.labels=true repeats what the plain runs did
+    assert methods[3:5] == ["invfgsm [aug.labels=pred]"] * 2
+    assert methods[5] == "pgd [aug.steps=3]"  # no plain pgd run to compare with: the override labels it
+
+
+def test_a_published_figure_of_a_label_with_a_slash(tmp_path):
+    runs = tmp_path / "runs"
+    for i, root in enumerate(["data/kvasir", "../shared/datasets/kvasir-seg"]):
+        job = make_job(runs / f"{i}", "polyp", "none", i, 0.7, overrides=[f"dataset.root={root}"])
+        (job / "figures").mkdir()
+        (job / "figures" / "samples.png").write_bytes(b"\x89PNG" + bytes([i]))
+    page = write_report([runs], tmp_path / "site", name="page")["page.md"].read_text()
+    copied = sorted(p.name for p in (tmp_path / "site" / "page").glob("samples_*.png"))
+    assert copied == ["samples_polyp_none_dataset.root=.._shared_datasets_kvasir-seg.png",
+                      "samples_polyp_none_dataset.root=data_kvasir.png"]  # fmt: skip
+    assert (tmp_path / "site" / "page" / copied[0]).read_bytes() == b"\x89PNG\x01"
+    assert f"(<page/{copied[0]}>)" in page

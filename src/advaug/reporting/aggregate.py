@@ -95,38 +95,46 @@ def _robustness_rows(job: Job) -> list[dict[str, Any]]:
     return (job.robustness or {}).get("rows", []) if job.ok or job.status == "evaluation" else []
 
 
+def _job_cells(job: Job) -> dict[tuple[str, str, float, str], float | None]:
+    """One job's Table 2 values by (block, column, eps, metric); the clean score is the first
+    column of every attack block the job has (-1 sorts it first)."""
+    rows = _robustness_rows(job)
+    clean = next((r for r in rows if r["method"] == "clean"), None)
+    cells: dict[tuple[str, str, float, str], float | None] = {}
+    for r in rows:
+        if r["method"] == "clean":
+            continue
+        block = f"{r.get('attack', r['method'])} / {r['labels']} labels"
+        for metric in METRICS:
+            cells[(block, f"eps={r['eps']:g}", r["eps"], metric)] = r.get(metric)
+            if clean is not None:
+                cells[(block, "clean", -1.0, metric)] = clean.get(metric)
+    return cells
+
+
 def table2(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     """Robustness per attack × labels (block), model (row: ``before``/``after`` + method), eps (column).
 
     "before" = the model trained without augmentation (aug ``none``); "after" = any other method.
-    The clean score is the first column of every block.
+    The clean score is the first column of every block. Each cell holds one value per model
+    (dataset, method, seed): a ``src/evaluate.py`` output that re-scores a checkpoint (labelled as
+    its training job by :func:`~advaug.reporting.collect.assign_variants`) is the explicit rerun and
+    replaces that training job's value in the cells it covers, instead of counting as another seed
+    (two evaluations of one model: the later folder name wins).
     """
-    cells: dict[tuple, list[float]] = defaultdict(list)
-    for job in jobs:
-        rows = _robustness_rows(job)
-        clean = next((r for r in rows if r["method"] == "clean"), None)
-        role = "before" if job.aug == "none" else "after"
-        blocks = set()
-        for r in rows:
-            if r["method"] == "clean":
-                continue
-            block = f"{r.get('attack', r['method'])} / {r['labels']} labels"
-            blocks.add(block)
-            for metric in METRICS:
-                key = (str(job.dataset), block, f"{role}: {job.method}", metric)
-                cells[(*key, f"eps={r['eps']:g}", r["eps"])].append(r.get(metric))
-        for block in blocks if clean is not None else ():  # one clean value per job and block
-            for metric in METRICS:
-                cells[(str(job.dataset), block, f"{role}: {job.method}", metric, "clean", -1.0)].append(
-                    clean.get(metric)
-                )
+    cells: dict[tuple, dict[Any, float | None]] = defaultdict(dict)
+    for job in sorted(jobs, key=lambda j: (j.status == "evaluation", str(j.path))):  # training first
+        row = f"{'before' if job.aug == 'none' else 'after'}: {job.method}"
+        model = job.seed if job.seed is not None else str(job.path)  # no seed: the job is its own model
+        for (block, column, eps, metric), value in _job_cells(job).items():
+            cells[(str(job.dataset), block, row, metric, column, eps)][model] = value
 
     def order(key: tuple) -> tuple:  # dataset, block, "before" rows first, row, metric, eps ascending
         dataset, block, row, metric, _, eps = key
         return dataset, block, not row.startswith("before"), row, metric, eps
 
     return [
-        _record(2, dataset, row, column, metric, mean_std(cells[key]), block)
+        _record(2, dataset, row, column, metric, mean_std(cells[key].values()), block)
         for key in sorted(cells, key=order)
         for dataset, block, row, metric, column, _ in [key]
     ]
@@ -153,11 +161,23 @@ def curves(jobs: Sequence[Job], metric: str = "miou") -> dict[tuple[str, str], l
     return out
 
 
+def pooled_sd(a: Stat, b: Stat) -> float:
+    """Pooled sample SD of two cells, each variance weighted by its degrees of freedom (n - 1)."""
+    return math.sqrt(((a.n - 1) * a.std**2 + (b.n - 1) * b.std**2) / (a.n + b.n - 2))
+
+
+MARGIN_FIELDS = (
+    "dataset", "reference", "versus", "metric", "reference_mean", "versus_mean",
+    "difference", "pooled_sd", "margin_sd", "n",
+)  # fmt: skip
+
+
 def compare(jobs: Sequence[Job], reference: str, metric: str = "miou") -> list[dict[str, Any]]:
     """Test-score margin of ``reference`` over every other method of the same dataset.
 
     ``margin_sd`` divides the difference of means by the pooled sample standard deviation of
-    the two cells (a Cohen's d; with 3 seeds per cell a rough guide, not a test).
+    the two cells, sqrt(((n1-1)·s1² + (n2-1)·s2²) / (n1+n2-2)) (a Cohen's d; with 3 seeds per
+    cell a rough guide, not a test); NaN unless both cells have two seeds or more.
     """
     groups = _group(j for j in jobs if j.ok)
     out = []
@@ -169,7 +189,7 @@ def compare(jobs: Sequence[Job], reference: str, metric: str = "miou") -> list[d
         )
         other = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
         diff = ref.mean - other.mean
-        pooled = math.sqrt((ref.std**2 + other.std**2) / 2) if ref.n > 1 and other.n > 1 else math.nan
+        pooled = pooled_sd(ref, other) if ref.n > 1 and other.n > 1 else math.nan
         out.append(
             {
                 "dataset": dataset,

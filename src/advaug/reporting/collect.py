@@ -1,10 +1,12 @@
 """Find the jobs under run / multirun folders and read what each one left behind.
 
 A *job folder* is any folder holding ``metrics.json``, ``robustness.json``, ``config_resolved.yaml``
-or ``.hydra/config.yaml`` (Hydra writes the last at job start, so a job that crashed early is
-still found). Every job is kept, with a status: ``completed``, ``failed`` (metrics.json with another
-status, or unreadable), ``missing`` (no metrics.json: crashed, killed or still running) or
-``evaluation`` (a ``src/evaluate.py`` output: robustness only).
+or ``.hydra/config.yaml`` / ``.hydra/overrides.yaml`` (Hydra writes those at job start, so a job
+that crashed early is still found). Every job is kept, with a status: ``completed``, ``failed``
+(metrics.json with another status, or unreadable), ``missing`` (no metrics.json: crashed, killed
+or still running) or ``evaluation`` (a ``src/evaluate.py`` output: robustness only). The same
+folder found through overlapping roots is one job; one seed of a method in two completed folders
+is an error (:func:`check_one_job_per_seed`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from omegaconf import OmegaConf
 from advaug.errors import ConfigError
 
 MARKERS = ("metrics.json", "robustness.json", "config_resolved.yaml")
+HYDRA_MARKERS = ("config.yaml", "overrides.yaml")  # inside .hydra/
 # overrides that never distinguish one method from another (they are grouped or irrelevant)
 NOT_A_VARIANT = {"seed", "dataset", "aug", "experiment", "ckpt_path", "task_name", "tags"}
 NOT_A_VARIANT_PREFIX = ("paths.", "hydra.", "trainer.devices", "logger", "trainer.enable_progress_bar")
@@ -62,7 +65,7 @@ def find_job_dirs(root: str | Path) -> list[Path]:
     found = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        if any(m in files for m in MARKERS) or (here / ".hydra" / "config.yaml").is_file():
+        if any(m in files for m in MARKERS) or any((here / ".hydra" / m).is_file() for m in HYDRA_MARKERS):
             found.append(here)
             dirs[:] = []
         else:
@@ -153,27 +156,126 @@ def _value(job: Job, key: str) -> str:
     return job.overrides.get(key, "")
 
 
-def assign_variants(jobs: list[Job]) -> None:
-    """Label each job with the overrides whose effective values vary across ``jobs`` (other than
-    seed, dataset, aug)."""
+def varying_keys(jobs: list[Job]) -> list[str]:
+    """The overrides (other than seed, dataset, aug, paths, ...) whose effective values differ
+    across ``jobs``."""
     keys = {k for j in jobs for k in j.overrides}
-    varying = sorted(
+    return sorted(
         k
         for k in keys
         if k not in NOT_A_VARIANT
         and not k.startswith(NOT_A_VARIANT_PREFIX)
         and len({_value(j, k) for j in jobs}) > 1
     )
+
+
+def variant_label(job: Job, keys: list[str], population: list[Job]) -> str:
+    """``k=v,...`` for the varying ``keys`` that ``job`` overrides to a value of its own.
+
+    A key counts only where the job's effective value differs from that of the same-aug jobs in
+    ``population`` without the override (``aug.labels=true`` that repeats the default is no
+    variant); with no such jobs to compare against, the override itself labels the job.
+    """
+    parts = []
+    for key in keys:
+        if key not in job.overrides:
+            continue
+        plain = {_value(o, key) for o in population if o.aug == job.aug and key not in o.overrides}
+        if not plain or _value(job, key) not in plain:
+            parts.append(f"{key}={job.overrides[key]}")
+    return ",".join(parts)
+
+
+def _scored_run(job: Job) -> Path | None:
+    """The training run folder whose checkpoint an evaluation job scored (``<run>/checkpoints/x.ckpt``),
+    when robustness.json names the checkpoint and that folder still holds a run."""
+    ckpt = ((job.robustness or {}).get("meta") or {}).get("ckpt_path")
+    if not ckpt:
+        return None
+    ckpt = Path(ckpt)
+    for folder in (ckpt, ckpt.parent, ckpt.parent.parent):  # the run folder itself, or above the .ckpt
+        if folder.is_dir() and ((folder / "config_resolved.yaml").is_file() or (folder / ".hydra").is_dir()):
+            return folder
+    return None
+
+
+def _link_evaluations(jobs: list[Job]) -> dict[int, Job]:
+    """For each evaluation job (by ``id``): the training job whose checkpoint it scored, taken from
+    ``jobs`` when that run was collected, else read from its folder (it then counts in the variant
+    labels but is not reported)."""
+    by_path = {j.path.resolve(): j for j in jobs if j.status != "evaluation"}
+    links = {}
     for job in jobs:
-        job.variant = ",".join(f"{k}={job.overrides[k]}" for k in varying if k in job.overrides)
+        if job.status != "evaluation":
+            continue
+        run = _scored_run(job)
+        if run is None:
+            continue
+        source = by_path.get(run.resolve())
+        if source is None:
+            source = by_path[run.resolve()] = load_job(run)
+        if source.status != "evaluation":
+            links[id(job)] = source
+    return links
+
+
+def assign_variants(jobs: list[Job]) -> None:
+    """Label each job with the overrides that set its configuration apart (see :func:`variant_label`).
+
+    Variance is judged over training jobs only: an evaluation job's config holds no ``trainer.*``
+    keys and would make every training override "vary". An evaluation job takes the label, aug
+    and seed of the training job whose checkpoint it scored (the dataset stays the one it was
+    scored on), so it lands in that model's row; one whose run cannot be found keeps its own facts.
+    """
+    links = _link_evaluations(jobs)
+    population = list({id(j): j for j in [*jobs, *links.values()] if j.status != "evaluation"}.values())
+    keys = varying_keys(population)
+    for job in population:
+        job.variant = variant_label(job, keys, population)
+    for job in jobs:
+        source = links.get(id(job))
+        if job.status == "evaluation" and source is not None:
+            job.variant, job.aug, job.seed = source.variant, source.aug, source.seed
+            job.dataset = job.dataset if job.dataset is not None else source.dataset
+
+
+def _unique_dirs(roots: list[str | Path]) -> list[Path]:
+    """Job folders under every root, each once: overlapping roots find the same folder twice."""
+    seen: dict[Path, Path] = {}
+    for root in roots:
+        for folder in find_job_dirs(root):
+            seen.setdefault(folder.resolve(), folder)
+    return list(seen.values())
+
+
+def check_one_job_per_seed(jobs: list[Job]) -> None:
+    """Raise :class:`ConfigError` when two completed job folders hold the same dataset, method and
+    seed (a sweep rerun into a new folder): averaging them would count one seed twice."""
+    seen: dict[tuple, Path] = {}
+    for job in jobs:
+        if not job.ok or job.seed is None:
+            continue
+        key = (str(job.dataset), job.method, job.seed)
+        if key in seen:
+            raise ConfigError(
+                f"{seen[key]} and {job.path} are both completed runs of dataset {key[0]}, method "
+                f"{key[1]}, seed {key[2]}; they would be averaged as two seeds. Pass only one of them "
+                "(the folder you mean, or a root that holds only one)."
+            )
+        seen[key] = job.path
 
 
 def collect(roots: list[str | Path]) -> list[Job]:
-    """Every job under ``roots``, with variants assigned across all of them."""
-    jobs = [load_job(folder) for root in roots for folder in find_job_dirs(root)]
+    """Every job under ``roots`` (each folder once), with variants assigned across all of them.
+
+    Raises :class:`ConfigError` for no job folders at all, or for one seed of a method found in two
+    completed job folders.
+    """
+    jobs = [load_job(folder) for folder in _unique_dirs(roots)]
     if not jobs:
         raise ConfigError(
             f"no job folders under {', '.join(map(str, roots))} (looked for {', '.join(MARKERS)} or .hydra/)."
         )
     assign_variants(jobs)
+    check_one_job_per_seed(jobs)
     return jobs

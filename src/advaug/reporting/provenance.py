@@ -23,17 +23,36 @@ def _env(job: Job, key: str):
     return ((job.metrics or {}).get("environment") or {}).get(key)
 
 
+def uneven_cells(jobs: Sequence[Job]) -> dict[tuple[str, str], tuple[list, list]]:
+    """(dataset, method) -> (its seeds, the dataset's seeds) for every cell whose set of seeds is
+    not the union of the seeds run on that dataset (a failed or missing seed; datasets may differ)."""
+    cells: dict[tuple[str, str], set] = {}
+    for job in jobs:
+        cells.setdefault((str(job.dataset), job.method), set()).add(job.seed)
+    union: dict[str, set] = {}
+    for (dataset, _), seeds in cells.items():
+        union.setdefault(dataset, set()).update(seeds)
+    return {
+        key: (_sorted(seeds), _sorted(union[key[0]]))
+        for key, seeds in sorted(cells.items())
+        if seeds != union[key[0]]
+    }
+
+
+def _sorted(seeds) -> list:
+    """Integer seeds in numeric order, anything else (None, text) after them."""
+    return sorted(seeds, key=lambda s: (not isinstance(s, int), s if isinstance(s, int) else str(s)))
+
+
 def provenance_lines(jobs: Sequence[Job]) -> list[str]:
     """Markdown lines: a two-column table of facts over the completed ``jobs``."""
     if not jobs:
         return []
-    per_method: dict[str, list[int]] = {}
-    for job in jobs:
-        per_method.setdefault(job.method, []).append(job.seed)
-    seeds = _values(jobs, lambda j: j.seed)
+    methods = {job.method for job in jobs}
+    seeds = [str(s) for s in _sorted({j.seed for j in jobs} - {None})]
     walls = [float(j.metrics["wall_time_s"]) for j in jobs if j.metrics and "wall_time_s" in j.metrics]
     rows = [
-        ("completed jobs", f"{len(jobs)}: {len(per_method)} methods × seeds {', '.join(seeds)}"),
+        ("completed jobs", f"{len(jobs)}: {len(methods)} methods × seeds {', '.join(seeds)}"),
         ("epochs", ", ".join(_values(jobs, lambda j: (j.metrics or {}).get("epochs")))),
         ("split sizes", "; ".join(_values(jobs, lambda j: (j.metrics or {}).get("splits")))),
     ]
@@ -51,9 +70,10 @@ def provenance_lines(jobs: Sequence[Job]) -> list[str]:
         found = _values(jobs, lambda j, k=key: _env(j, k))
         if found:
             rows.append((key, ", ".join(f"`{v}`" if key == "commit" else v for v in found) + coverage))
-    uneven = {m: s for m, s in per_method.items() if len(s) != len(seeds)}
+    uneven = uneven_cells(jobs)
     if uneven:
-        rows.append(("uneven cells", "; ".join(f"{m}: seeds {sorted(s)}" for m, s in sorted(uneven.items()))))
+        text = "; ".join(f"{d} / {m}: seeds {s} of {u}" for (d, m), (s, u) in uneven.items())
+        rows.append(("uneven cells", text))
     lines = ["## Runs behind these numbers", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return [*lines, ""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,30 @@ def _job_rows(jobs: Sequence[Job], out: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _warn_unknown(option: str, names: Sequence[str] | None, jobs: Sequence[Job]) -> None:
+    """Log a warning for each ``--compare`` / ``--figures`` name that is no method of ``jobs``
+    (a typo, or a label that changed) instead of silently showing nothing for it."""
+    methods = sorted({j.method for j in jobs})
+    for name in names or ():
+        if name not in methods:
+            known = ", ".join(methods) or "none (no job qualifies)"
+            log.warning(
+                "%s %s: no method of that name, so nothing is shown for it; methods: %s", option, name, known
+            )
+
+
+def _figure_name(dataset: Any, method: str, taken: set[str]) -> str:
+    """A file name for a copied Fig. 3-4 grid: only ``[\\w.=-]`` (a label may hold ``/``, spaces,
+    brackets), made unique among ``taken`` when two labels reduce to the same name."""
+    stem = re.sub(r"[^\w.=-]+", "_", f"samples_{dataset}_{method}").strip("_")
+    name, i = f"{stem}.png", 1
+    while name in taken:
+        i += 1
+        name = f"{stem}_{i}.png"
+    taken.add(name)
+    return name
+
+
 def write_report(
     roots: Sequence[str | Path],
     out_dir: str | Path | None = None,
@@ -76,6 +101,8 @@ def write_report(
     the page and in ``jobs.csv``; they never silently disappear.
     """
     jobs = collect(list(roots))  # first: a mistyped folder is an error, not an empty report
+    _warn_unknown("--compare", compare, [j for j in jobs if j.ok])
+    _warn_unknown("--figures", figures, jobs)
     out = Path(out_dir or roots[0])
     assets = out / name if name else out
     assets.mkdir(parents=True, exist_ok=True)
@@ -129,7 +156,7 @@ def write_report(
     md += _section(t3, split_by_dataset=False)
     margins = [r for ref in compare for m in aggregate.METRICS for r in aggregate.compare(ok, ref, m)]
     if margins:
-        written["margins.csv"] = records_csv(assets / "margins.csv", margins)
+        written["margins.csv"] = rows_csv(assets / "margins.csv", margins, aggregate.MARGIN_FIELDS)
         for ref in compare:
             rows = [r for r in margins if r["reference"] == ref and r["metric"] == "miou"]
             md += [
@@ -153,11 +180,11 @@ def write_report(
         sample = job.path / "figures" / "samples.png"
         if sample.is_file() and (figures is None or job.method in figures):
             grids.setdefault((job.dataset, job.method), (job.seed, sample))
+    copied: set[str] = set()
     for (dataset, method), (seed, sample) in grids.items():
-        if name and not sample.resolve().is_relative_to(
-            out.resolve()
-        ):  # a published page carries its figures
-            sample = Path(shutil.copyfile(sample, assets / f"samples_{dataset}_{method}.png"))
+        # a published page carries its figures
+        if name and not sample.resolve().is_relative_to(out.resolve()):
+            sample = Path(shutil.copyfile(sample, assets / _figure_name(dataset, method, copied)))
         md.append(
             f"Fig. 3-4 grid (test images), {dataset} / {method}, seed {seed}:\n\n"
             f"![{dataset} {method}](<{_link(sample, out)}>)\n"

@@ -68,21 +68,18 @@ def pivot_markdown(records: Sequence[dict[str, Any]], row_header: str = "method"
 
 
 def records_csv(path: str | Path, records: Sequence[dict[str, Any]]) -> Path:
-    """Write long-format records (one line per cell) as CSV, atomically; NaN std stays empty."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in records:
-        writer.writerow(
-            {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-        )
-    return atomic_write_text(path, buf.getvalue())
+    """Write long-format records (one line per cell, the :data:`CSV_FIELDS`) as CSV, atomically;
+    NaN std stays empty."""
+    return rows_csv(path, records, CSV_FIELDS)
 
 
 def rows_csv(path: str | Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> Path:
-    """Write plain dict rows as CSV, atomically."""
+    """Write dict rows as CSV with the columns ``fields``, atomically; NaN / inf values stay empty."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    for r in rows:
+        writer.writerow(
+            {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        )
     return atomic_write_text(path, buf.getvalue())
