@@ -8,8 +8,10 @@ import sys
 
 import pytest
 from conftest import ROOT, TINY
+from omegaconf import OmegaConf
 
-from advaug.sweep import summarize_sweep
+from advaug.reporting.collect import collect
+from advaug.sweep import SweepSummary, summarize_sweep
 
 
 def _job(sweep, name, record=None, overrides=()):
@@ -30,6 +32,25 @@ def test_summary_lists_ok_failed_and_incomplete_jobs(tmp_path):
     assert ok == {"job": "0_seed=0", "overrides": ["seed=0"], "status": "ok", "test": {"test/miou": 0.7}}
     assert failed["status"] == "failed" and failed["error"] == "loss became nan at epoch 1"
     assert incomplete["status"] == "incomplete"
+
+
+def test_summary_agrees_with_the_report_without_hydra_folders(tmp_path, capsys):
+    # hydra.output_subdir=null: no .hydra/ in any job folder; one metrics.json cut off mid-write
+    for name, text in [("0_seed=0", json.dumps({"status": "completed", "test": {}})),
+                       ("1_seed=1", json.dumps({"status": "failed", "error": "loss became nan"})),
+                       ("2_seed=2", '{"status": "compl')]:  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(text)
+    summary = summarize_sweep(tmp_path)
+    assert summary["counts"] == {"ok": 1, "failed": 2}
+    assert [j["job"] for j in summary["jobs"]] == ["0_seed=0", "1_seed=1", "2_seed=2"]
+    assert summary["jobs"][1]["error"] == "loss became nan"
+    assert "metrics.json unreadable" in summary["jobs"][2]["error"]
+    assert sorted(j.status for j in collect([tmp_path])) == ["completed", "failed", "failed"]
+    with pytest.raises(SystemExit) as exc:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert exc.value.code == 1 and "2 of 3 sweep jobs did not complete" in capsys.readouterr().err
+    assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 2}
 
 
 @pytest.mark.slow

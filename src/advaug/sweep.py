@@ -16,7 +16,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from advaug.runs import COMPLETED, read_status
+from advaug.reporting.collect import Job, find_job_dirs, load_job
 from advaug.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -32,27 +32,37 @@ def _overrides(job_dir: Path) -> list[str]:
         return []
 
 
-def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
-    """Status of every job folder (one with ``.hydra/``) below ``sweep_dir``, sorted by name.
+# the report's job status (advaug.reporting.collect) -> the summary's word for it
+SUMMARY_STATUS = {"completed": "ok", "evaluation": "ok", "failed": "failed", "missing": "incomplete"}
 
-    ``ok``: metrics.json says completed; ``failed``: it says failed (with the message);
-    ``incomplete``: no metrics.json (killed, or still running).
+
+def _entry(sweep_dir: Path, job: Job) -> dict[str, Any]:
+    """One job's line of summary.json: its folder, overrides, status, and test scores or error."""
+    entry: dict[str, Any] = {
+        "job": job.path.relative_to(sweep_dir).as_posix(),
+        "overrides": _overrides(job.path),
+        "status": SUMMARY_STATUS[job.status],
+    }
+    if job.ok:
+        entry["test"] = (job.metrics or {}).get("test", {})
+    elif job.status != "evaluation":
+        # the run's own message when it recorded one, else why the report counts it as failed / missing
+        failed_itself = (job.metrics or {}).get("status") == "failed"
+        entry["error"] = (job.metrics or {}).get("error") if failed_itself else job.reason
+    return entry
+
+
+def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
+    """Status of every job folder below ``sweep_dir``, found and judged as ``src/report.py`` does
+    (:func:`~advaug.reporting.collect.find_job_dirs`, :func:`~advaug.reporting.collect.load_job`), so
+    jobs without ``.hydra/`` (``hydra.output_subdir=null``) count too.
+
+    ``ok``: metrics.json says completed (or an evaluation output); ``failed``: metrics.json says
+    anything else, or is unreadable (with the message); ``incomplete``: no metrics.json (killed,
+    or still running).
     """
     sweep_dir = Path(sweep_dir)
-    jobs = []
-    for job_dir in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
-        status = read_status(job_dir) or {}
-        state = status.get("status")
-        entry: dict[str, Any] = {
-            "job": job_dir.name,
-            "overrides": _overrides(job_dir),
-            "status": "ok" if state == COMPLETED else ("incomplete" if state is None else state),
-        }
-        if state == COMPLETED:
-            entry["test"] = status.get("test", {})
-        elif state is not None:
-            entry["error"] = status.get("error")
-        jobs.append(entry)
+    jobs = [_entry(sweep_dir, load_job(d)) for d in find_job_dirs(sweep_dir)]
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["status"]] = counts.get(job["status"], 0) + 1
