@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from advaug.data.folder import find_pairs, load_pairs, mask_to_ids, read_splits, seeded_split
+from advaug.data.folder import (
+    find_pairs,
+    load_pairs,
+    mask_to_ids,
+    read_splits,
+    seeded_split,
+)
 from advaug.errors import DatasetError
 
 
@@ -130,3 +136,26 @@ def test_splits_json_checked(tmp_path):
     path.write_text("{broken")
     with pytest.raises(DatasetError, match="cannot read splits"):
         read_splits(path, ["a"])
+
+
+def test_oversized_image_is_named(tmp_path, monkeypatch):
+    write_pair(tmp_path, "a")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 20x24 = 480 > 2 * 100: PIL refuses it
+    with pytest.raises(DatasetError, match=r"a\.png: image too large.*Downscale"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('["a", "b"]', r"the top level is not an object \(found list\)"),
+        ("5", r"the top level is not an object \(found int\)"),
+        ('{"train": "a", "val": ["b"], "test": ["c"]}', "'train' is not a list of id strings"),
+        ('{"train": ["a"], "val": [1], "test": ["c"]}', "'val' is not a list of id strings"),
+    ],
+)
+def test_splits_json_format_checked(tmp_path, text, message):
+    path = tmp_path / "splits.json"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=rf"splits\.json: {message}.*\"train\": \[ids\]"):
+        read_splits(path, ["a", "b", "c"])

@@ -41,7 +41,9 @@ def _index(folder: Path) -> dict[str, Path]:
                 "Move it out of the dataset folder."
             )
         if path.stem in files:
-            raise DatasetError(f"{path}: two files share the id '{path.stem}' ({files[path.stem].name}). Keep one.")
+            raise DatasetError(
+                f"{path}: two files share the id '{path.stem}' ({files[path.stem].name}). Keep one."
+            )
         files[path.stem] = path
     return files
 
@@ -56,7 +58,9 @@ def find_pairs(root: str | Path) -> list[Pair]:
         )
     for sub in ("images", "masks"):
         if not (root / sub).is_dir():
-            raise DatasetError(f"{root / sub} is missing: a dataset folder needs images/ and masks/ side by side.")
+            raise DatasetError(
+                f"{root / sub} is missing: a dataset folder needs images/ and masks/ side by side."
+            )
     images, masks = _index(root / "images"), _index(root / "masks")
     if not images:
         raise DatasetError(f"{root / 'images'} holds no images.")
@@ -75,14 +79,32 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return [Pair(i, images[i], masks[i]) for i in sorted(images)]
 
 
+def _decode_error(path: Path, exc: Exception) -> DatasetError:
+    if isinstance(exc, Image.DecompressionBombError):  # PIL refuses > 2x MAX_IMAGE_PIXELS
+        return DatasetError(
+            f"{path}: image too large to decode safely ({exc}). Downscale it (every image is resized "
+            "to dataset.image_size anyway)."
+        )
+    return DatasetError(f"{path}: cannot decode the image ({exc}). Replace or remove the file.")
+
+
 def open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image file; a truncated or non-image file is a DatasetError."""
+    """Open and fully decode an image file; a truncated, non-image or oversized file is a DatasetError."""
     try:
         img = Image.open(path)
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DatasetError(f"{path}: cannot decode the image ({exc}). Replace or remove the file.") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise _decode_error(path, exc) from exc
     return img
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, with :func:`open_image`'s errors."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise _decode_error(path, exc) from exc
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
@@ -125,8 +147,7 @@ def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | 
 def read_mask_ids(path: Path, image_path: Path, num_classes: int, threshold: int | None) -> np.ndarray:
     """Decode a mask to class ids at its own resolution, checking its size against the image's."""
     img = open_image(path)
-    with Image.open(image_path) as ref:
-        ref_size = ref.size
+    ref_size = image_size(image_path)
     if img.size != ref_size:
         raise DatasetError(
             f"{path}: mask is {img.size[0]}x{img.size[1]} but its image {image_path.name} is "
@@ -159,11 +180,18 @@ def read_splits(path: Path, ids: Sequence[str]) -> dict[str, list[str]]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read splits ({exc}). Fix the JSON or delete the file.") from exc
+    expected = 'It must be {"train": [ids], "val": [ids], "test": [ids]} (ids are file stems).'
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f"{path}: the top level is not an object (found {type(data).__name__}). {expected}"
+        )
     known = set(ids)
     splits = {}
     for name in SPLITS:
         if name not in data:
             raise DatasetError(f"{path}: no '{name}' list. It needs train, val and test id lists.")
+        if not isinstance(data[name], list) or not all(isinstance(i, str) for i in data[name]):
+            raise DatasetError(f"{path}: '{name}' is not a list of id strings. {expected}")
         unknown = [i for i in data[name] if i not in known]
         if unknown:
             raise DatasetError(f"{path}: '{name}' names id '{unknown[0]}' that has no image/mask pair.")
@@ -172,7 +200,9 @@ def read_splits(path: Path, ids: Sequence[str]) -> dict[str, list[str]]:
     for name in SPLITS:
         for i in splits[name]:
             if i in seen:
-                raise DatasetError(f"{path}: id '{i}' is in both '{seen[i]}' and '{name}'. Splits must not overlap.")
+                raise DatasetError(
+                    f"{path}: id '{i}' is in both '{seen[i]}' and '{name}'. Splits must not overlap."
+                )
             seen[i] = name
     return splits
 
