@@ -10,6 +10,7 @@ from advaug.data.folder import (
     find_pairs,
     load_pairs,
     mask_to_ids,
+    read_mask_ids,
     read_splits,
     seeded_split,
 )
@@ -136,6 +137,57 @@ def test_splits_json_checked(tmp_path):
     path.write_text("{broken")
     with pytest.raises(DatasetError, match="cannot read splits"):
         read_splits(path, ["a"])
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (np.array([[0, 1], [-1, 1]], np.int32), r"m\.tif: mask values \{-1, 0, 1\}.*Negative values"),
+        (np.array([[0, 0.9], [0.9, 0]], np.float32), r"m\.tif: mask values \{0, 0\.9\}.*Fractional"),
+    ],
+)
+def test_negative_and_fractional_mask_values_refused(tmp_path, raw, message):
+    # an ignore label -1 would wrap to 255, a soft 0.9 would truncate to background
+    with pytest.raises(DatasetError, match=message):
+        mask_to_ids(raw, tmp_path / "m.tif", 2, None)
+    assert mask_to_ids(np.array([[0.0, 1.0]], np.float32), tmp_path / "m.tif", 2, None).tolist() == [[0, 1]]
+
+
+def test_int32_tiff_with_ignore_label_is_named(tmp_path):
+    write_pair(tmp_path, "a")
+    mask = np.zeros((20, 24), np.int32)
+    mask[5:10, 5:10], mask[0, 0] = 1, -1
+    (tmp_path / "masks" / "a.png").unlink()
+    Image.fromarray(mask, mode="I").save(tmp_path / "masks" / "a.tif")
+    with pytest.raises(DatasetError, match=r"a\.tif: mask values \{-1, 0, 1\}"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+
+
+def test_colour_mask_refused_grey_rgb_and_alpha_accepted(tmp_path):
+    green = np.zeros((20, 24, 3), np.uint8)
+    green[5:10, 5:12, 1] = 255
+    write_pair(tmp_path, "a", mask=green)
+    with pytest.raises(DatasetError, match=r"a\.png: mask has colours.*single-channel"):
+        load_pairs(find_pairs(tmp_path), 16, 2)
+    grey = np.zeros((20, 24, 4), np.uint8)
+    grey[5:10, 5:12, :3] = 255
+    grey[..., 3] = 255  # opaque alpha differs from the colour channels: ignored
+    write_pair(tmp_path, "a", mask=grey)
+    (pair,) = find_pairs(tmp_path)
+    assert int(read_mask_ids(pair.mask, pair.image, 2, None).sum()) == 5 * 7
+
+
+def test_threshold_refuses_class_id_masks(tmp_path):
+    ids = np.zeros((20, 24), np.uint8)
+    ids[5:10, 5:12] = 1
+    write_pair(tmp_path, "a", mask=ids)
+    with pytest.raises(DatasetError, match=r"a\.png: mask holds class ids 0/1.*dataset\.mask_threshold=null"):
+        load_pairs(find_pairs(tmp_path), 16, 2, threshold=128)
+    (pair,) = find_pairs(tmp_path)
+    assert int(read_mask_ids(pair.mask, pair.image, 2, None).sum()) == 5 * 7
+    assert int(read_mask_ids(pair.mask, pair.image, 2, 1).sum()) == 5 * 7  # >= 1 keeps 0/1 masks
+    empty = np.zeros((20, 24), np.uint8)  # no foreground: nothing to lose, no error
+    assert mask_to_ids(empty, tmp_path / "e.png", 2, 128).sum() == 0
 
 
 def test_oversized_image_is_named(tmp_path, monkeypatch):

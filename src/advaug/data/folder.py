@@ -119,26 +119,58 @@ def load_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
+def _single_channel(raw: np.ndarray, path: Path) -> np.ndarray:
+    """An (H, W, C) mask as (H, W): grey stored as RGB(A) or LA is fine, colours are refused."""
+    colour = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw  # drop alpha
+    first = colour[..., 0]
+    if not (colour == first[..., None]).all():
+        raise DatasetError(
+            f"{path}: mask has colours (its channels differ), so class ids cannot be read from it. "
+            "Save masks single-channel: class ids 0..C-1, or 0/255 when binary."
+        )
+    return first
+
+
+def threshold_erases_class_ids(raw: np.ndarray, threshold: int | None) -> bool:
+    """True when ``raw`` holds 0/1 class ids with some foreground that ``>= threshold`` would erase."""
+    if threshold is None or threshold <= 1 or raw.size == 0 or raw.max() != 1 or raw.min() < 0:
+        return False
+    return bool(np.isin(raw, (0, 1)).all())
+
+
 def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | None) -> np.ndarray:
     """Map raw mask pixels to class ids; accept ids 0..C-1, or {0,255} when binary.
 
     ``threshold`` (binary only) maps pixels >= threshold to 1, for lossy (JPEG) masks.
     """
-    if raw.ndim == 3:  # RGB(A) masks: use the first channel, they are grey in practice
-        raw = raw[..., 0]
+    if raw.ndim == 3:
+        raw = _single_channel(raw, path)
     if num_classes == 2 and threshold is not None:
+        if threshold_erases_class_ids(raw, threshold):  # 0/1 masks would all become background
+            raise DatasetError(
+                f"{path}: mask holds class ids 0/1, which dataset.mask_threshold={threshold} would turn "
+                "into background. Unset it (dataset.mask_threshold=null) for class-id masks."
+            )
         return (raw >= threshold).astype(np.uint8)
     values = np.unique(raw)
-    if values.max(initial=0) < num_classes:
+    # negative (ignore labels) or fractional values are no class ids: uint8 would wrap or truncate them
+    whole = bool(np.all(values >= 0) and np.all(np.mod(values, 1) == 0))
+    if whole and values.max(initial=0) < num_classes:
         return raw.astype(np.uint8)
     if num_classes == 2 and set(values.tolist()) <= {0, 255}:
         return (raw == 255).astype(np.uint8)
-    shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
-    fix = (
-        "For lossy (JPEG) binary masks set dataset.mask_threshold=128."
-        if num_classes == 2
-        else f"Masks must hold class ids 0..{num_classes - 1}; set dataset.num_classes to match."
-    )
+    listed = [f"{v:g}" if isinstance(v, float) else str(v) for v in values[:8].tolist()]
+    shown = ", ".join(listed) + (" ..." if len(values) > 8 else "")
+    if not whole:
+        fix = (
+            "Negative values (ignore labels) are not supported: map them to a class id."
+            if values.min() < 0
+            else "Fractional values are not class ids: save masks as integers (class ids or 0/255)."
+        )
+    elif num_classes == 2:
+        fix = "For lossy (JPEG) binary masks set dataset.mask_threshold=128."
+    else:
+        fix = f"Masks must hold class ids 0..{num_classes - 1}; set dataset.num_classes to match."
     raise DatasetError(
         f"{path}: mask values {{{shown}}} are neither class ids 0..{num_classes - 1} nor {{0,255}}. {fix}"
     )
