@@ -307,3 +307,27 @@ def test_patient_split_never_empty_and_needs_three():
     assert sorted(len(v) for v in split.values()) == [1, 1, 1]
     with pytest.raises(DatasetError, match="at least 3"):
         patient_split(["a", "b"], {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7])
+@pytest.mark.parametrize(
+    "ratios", [(0.1, 0.45, 0.45), (0.7, 0.15, 0.15), (0.7, 0.3, 0.0), (0.01, 0.5, 0.5), (1, 10, 10)]
+)
+def test_patient_split_disjoint_complete_and_every_split_filled(n, ratios):
+    patients = [f"p{i}" for i in range(n)]
+    split = patient_split(patients, dict(zip(("train", "val", "test"), ratios, strict=True)), seed=n)
+    every = split["train"] + split["val"] + split["test"]
+    assert sorted(every) == patients  # no patient in two splits, none lost
+    assert all(split.values())  # training and evaluation need all three
+
+
+def test_patient_split_needs_a_train_ratio():
+    with pytest.raises(DatasetError, match=r"--split 0 0\.5 0\.5: needs a positive train ratio"):
+        patient_split(["a", "b", "c"], {"train": 0, "val": 0.5, "test": 0.5}, seed=0)
+
+
+def test_prepare_refuses_a_zero_train_ratio_before_writing(msd_colon, tmp_path):
+    out = tmp_path / "out" / "colon"
+    with pytest.raises(DatasetError, match="positive train ratio"):
+        prepare("colon", msd_colon, out, size=16, split=(0, 0.5, 0.5), **QUIET)
+    assert not (tmp_path / "out").exists()  # refused before anything was made

@@ -211,3 +211,24 @@ def test_splits_json_format_checked(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DatasetError, match=rf"splits\.json: {message}.*\"train\": \[ids\]"):
         read_splits(path, ["a", "b", "c"])
+
+
+def test_seeded_split_needs_train_and_fills_small_splits():
+    ids = [f"{i}" for i in range(4)]
+    with pytest.raises(DatasetError, match="positive train ratio"):
+        seeded_split(ids, {"train": 0, "val": 1, "test": 1}, seed=0)
+    with pytest.raises(DatasetError, match="positive train ratio"):
+        seeded_split(ids, {"train": 1, "val": -1, "test": 1}, seed=0)
+    # 0.1 of 4 rounds to no train id: one is taken from the largest split
+    split = seeded_split(ids, {"train": 0.1, "val": 0.45, "test": 0.45}, seed=0)
+    assert sorted(len(v) for v in split.values()) == [1, 1, 2] and split["train"]
+    # a zero ratio stays empty (resolve_splits names it); too few ids are not spread thin
+    assert seeded_split(ids, {"train": 1, "val": 0, "test": 1}, seed=0)["val"] == []
+    few = seeded_split(ids[:2], {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
+    assert [len(few[s]) for s in ("train", "val", "test")] == [2, 0, 0]
+    for n in range(3, 12):
+        for ratios in ({"train": 0.05, "val": 0.5, "test": 0.5}, {"train": 1, "val": 10, "test": 10}):
+            split = seeded_split([str(i) for i in range(n)], ratios, seed=n)
+            every = split["train"] + split["val"] + split["test"]
+            assert sorted(every) == sorted(str(i) for i in range(n))  # disjoint and complete
+            assert all(split.values())

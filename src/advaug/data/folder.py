@@ -239,18 +239,41 @@ def read_splits(path: Path, ids: Sequence[str]) -> dict[str, list[str]]:
     return splits
 
 
-def seeded_split(ids: Sequence[str], ratios: dict[str, float], seed: int) -> dict[str, list[str]]:
-    """Shuffle ids with ``seed`` and cut them by ``ratios`` (train/val/test, normalised to sum 1)."""
+def check_ratios(ratios: dict[str, float], option: str = "dataset.split") -> dict[str, float]:
+    """The train/val/test ratios as floats; train must be positive, val and test non-negative."""
     missing = [s for s in SPLITS if s not in ratios]
-    if missing or any(float(ratios[s]) < 0 for s in SPLITS) or sum(float(ratios[s]) for s in SPLITS) <= 0:
-        raise DatasetError(f"dataset.split={dict(ratios)} must give non-negative train/val/test ratios.")
-    total = sum(float(ratios[s]) for s in SPLITS)
-    order = np.random.default_rng(seed).permutation(len(ids))
+    values = {s: float(ratios[s]) for s in SPLITS if s in ratios}
+    if missing or values["train"] <= 0 or values["val"] < 0 or values["test"] < 0:
+        given = " ".join(f"{v:g}" for v in values.values()) if option.startswith("--") else dict(ratios)
+        raise DatasetError(
+            f"{option}{' ' if option.startswith('--') else '='}{given}: needs a positive train ratio "
+            "and non-negative val/test ratios (e.g. train 0.7, val 0.15, test 0.15)."
+        )
+    return values
+
+
+def seeded_split(ids: Sequence[str], ratios: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """Shuffle ids with ``seed`` and cut them by ``ratios`` (train/val/test, normalised to sum 1).
+
+    Disjoint and complete. A split with a positive ratio that rounds to no id takes one from the
+    largest split, when there are enough ids for every such split.
+    """
+    ratios = check_ratios(ratios)
+    total = sum(ratios.values())
     n = len(ids)
-    n_val = int(round(n * float(ratios["val"]) / total))
-    n_test = int(round(n * float(ratios["test"]) / total))
-    n_train = n - n_val - n_test
+    counts = {s: int(round(n * ratios[s] / total)) for s in ("val", "test")}
+    while counts["val"] + counts["test"] > n:  # both rounded up past n: train would go negative
+        counts[max(("val", "test"), key=counts.get)] -= 1
+    counts["train"] = n - counts["val"] - counts["test"]
+    wanted = [s for s in SPLITS if ratios[s] > 0]
+    if n >= len(wanted):
+        for name in wanted:
+            if counts[name] == 0:
+                counts[max(SPLITS, key=counts.get)] -= 1
+                counts[name] = 1
+    order = np.random.default_rng(seed).permutation(n)
     shuffled = [ids[k] for k in order]
+    n_train, n_val = counts["train"], counts["val"]
     return {
         "train": sorted(shuffled[:n_train]),
         "val": sorted(shuffled[n_train : n_train + n_val]),

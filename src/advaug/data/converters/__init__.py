@@ -15,6 +15,7 @@ from typing import Any
 from advaug.data.converters import msd_colon, polyp, verse
 from advaug.data.converters.common import Progress, SliceWriter, check_output, open_source
 from advaug.data.converters.ct import SliceOptions, write_cases
+from advaug.data.folder import check_ratios
 
 FORMAT_VERSION = 1
 NAMES = ("colon", "lumbar", "polyp")
@@ -80,6 +81,7 @@ def prepare(
         )
         if name == "lumbar":
             settings.update(labels=[int(v) for v in labels], per_level=bool(per_level))
+    check_ratios(settings["split"], "--split")  # refuse bad ratios before converting anything
     if not check_output(out, settings, force, progress):
         return None
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from advaug.data.folder import SPLITS, seeded_split
+from advaug.data.folder import SPLITS, check_ratios, seeded_split
 from advaug.errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
@@ -96,17 +96,20 @@ def visible_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
 
 
 def patient_split(patients: Sequence[str], ratios: dict[str, float], seed: int) -> dict[str, list[str]]:
-    """Split *patients* (not slices) by ``ratios`` with a seeded shuffle; every split gets at least
-    one patient, so tiny sets still yield train/val/test."""
+    """Split *patients* (not slices) by ``ratios`` with a seeded shuffle: disjoint, and every split
+    gets at least one patient (taken from the largest split), so tiny sets still yield
+    train/val/test; fewer than 3 patients is a DatasetError."""
+    ratios = check_ratios(ratios, "--split")
     if len(patients) < len(SPLITS):
         raise DatasetError(
             f"only {len(patients)} patient(s) found: need at least 3 (one per train/val/test split). "
             "Check --src or add cases."
         )
     split = seeded_split(sorted(patients), ratios, seed)
-    for name in ("val", "test"):  # rounding may leave a small split empty: take from train
+    for name in SPLITS:  # a split with ratio 0 still gets one: training needs all three
         if not split[name]:
-            split[name] = [split["train"].pop()]
+            largest = max(SPLITS, key=lambda s: len(split[s]))
+            split[name] = [split[largest].pop()]
     return {k: sorted(v) for k, v in split.items()}
 
 
