@@ -1,5 +1,6 @@
 import pytest
 import torch
+from test_folder import write_pair
 
 from advaug.data import SegmentationDataModule
 from advaug.errors import DatasetError
@@ -185,3 +186,20 @@ def test_on_device_refuses_a_transform():
     dm.data = {"train": (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 4, 4, dtype=torch.uint8))}
     with pytest.raises(ConfigError, match="on-the-fly transform"):
         dm.train_dataloader()
+
+
+def test_failed_setup_leaves_no_half_loaded_splits(tmp_path):
+    for i in range(6):
+        write_pair(tmp_path, f"p{i}")
+    split = {"train": 2, "val": 2, "test": 2}
+    test_id = make(tmp_path, split=split).ids["test"][0]
+    bad = tmp_path / "images" / f"{test_id}.png"
+    good = bad.read_bytes()
+    bad.write_bytes(b"not a png")
+    dm = SegmentationDataModule(root=str(tmp_path), image_size=16, split=split)
+    with pytest.raises(DatasetError, match=rf"{test_id}\.png: cannot decode"):
+        dm.setup("fit")
+    assert dm.data == {} and dm.ids == {}  # train/val were loaded, but not kept
+    bad.write_bytes(good)  # the user fixes the file and retries: every split is loaded
+    dm.setup("fit")
+    assert set(dm.data) == {"train", "val", "test"} and len(dm.test_dataloader().dataset) == 2

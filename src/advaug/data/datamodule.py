@@ -95,11 +95,16 @@ class SegmentationDataModule(L.LightningDataModule):
             return
         pairs = find_pairs(self.root)
         by_id = {p.id: p for p in pairs}
-        self.ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file)
-        for name in SPLITS:
-            self.data[name] = load_pairs(
-                [by_id[i] for i in self.ids[name]], self.image_size, self.num_classes, self.mask_threshold
+        ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file)
+        # all splits into locals first: a split failing to load must not leave self.data half
+        # filled, or a retried setup() would return early without it
+        data = {
+            name: load_pairs(
+                [by_id[i] for i in ids[name]], self.image_size, self.num_classes, self.mask_threshold
             )
+            for name in SPLITS
+        }
+        self.ids, self.data = ids, data
         log.info(
             "dataset %s at %s: %s",
             self.name,
@@ -122,7 +127,9 @@ class SegmentationDataModule(L.LightningDataModule):
             self._pool = None
             return
         if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
-            raise ValueError(f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match")
+            raise ValueError(
+                f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match"
+            )
         images = images.detach().cpu()
         images = images if images.dtype == torch.uint8 else images.float()
         self._pool = ExtraPool(images.contiguous(), masks.detach().cpu().contiguous())
