@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from conftest import run_entry_script
+from omegaconf import OmegaConf
 from PIL import Image
 from test_folder import write_pair
 
-from advaug.data.check import check_dataset, format_summary
+from advaug.data.check import check_dataset, check_dataset_config, format_summary
 from advaug.errors import DatasetError
 
 
@@ -90,3 +91,18 @@ def test_script_prints_summary_or_one_error_line(tmp_path, phantom_root):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "b.png has no mask" in lines[0] and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]  # the check wrote nothing
+
+
+def test_check_data_refuses_a_foreign_synthetic_root(tmp_path):
+    root = tmp_path / "real"
+    (root / "masks").mkdir(parents=True)
+    (root / "notes.txt").write_text("annotations")
+    dataset = OmegaConf.create(
+        {
+            "root": str(root),
+            "generator": {"_target_": "advaug.data.SyntheticPhantomGenerator", "num_images": 3, "size": 16},
+        }
+    )
+    with pytest.raises(DatasetError, match="was not made by the synthetic phantom generator"):
+        check_dataset_config(dataset)
+    assert (root / "notes.txt").read_text() == "annotations"

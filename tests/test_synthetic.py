@@ -1,9 +1,11 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from advaug.data.synthetic import SyntheticPhantomGenerator, phantom
+from advaug.errors import DatasetError
 
 
 def test_phantom_is_seeded_and_binary():
@@ -55,3 +57,31 @@ def test_parallel_jobs_generate_once_without_clashing(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert len(list((root / "images").iterdir())) == len(list((root / "masks").iterdir())) == 12
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_ensure_never_replaces_a_folder_it_did_not_make(tmp_path):
+    root = tmp_path / "my_data"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "patient1.png").write_bytes(b"precious")
+    (root / "dataset.json").write_text(json.dumps({"settings": {"converter": "polyp"}}))
+    with pytest.raises(
+        DatasetError, match=r"my_data already exists and was not made by .*another dataset\.root"
+    ):
+        SyntheticPhantomGenerator(num_images=3, size=16).ensure(root)
+    assert (root / "images" / "patient1.png").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_data"]  # no lock or temp folder beside it
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DatasetError, match="a_file already exists"):
+        SyntheticPhantomGenerator(num_images=3, size=16).ensure(tmp_path / "a_file")
+
+
+def test_ensure_fills_an_empty_folder_and_replaces_an_older_generation(tmp_path):
+    root = tmp_path / "syn"
+    root.mkdir()
+    SyntheticPhantomGenerator(num_images=3, size=16).ensure(root)
+    assert len(list((root / "images").iterdir())) == 3
+    info = json.loads((root / "dataset.json").read_text())
+    info["settings"]["generator"] = "synthetic-phantom-v3"  # made by an older version of this module
+    (root / "dataset.json").write_text(json.dumps(info))
+    SyntheticPhantomGenerator(num_images=4, size=16).ensure(root)
+    assert len(list((root / "images").iterdir())) == 4

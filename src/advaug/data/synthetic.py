@@ -18,6 +18,11 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageFilter
 
+from advaug.errors import DatasetError
+
+# dataset.json's settings.generator starts with this in every folder this module wrote (any version)
+GENERATOR_NAME = "synthetic-phantom"
+
 
 def _ellipse(
     yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float
@@ -105,7 +110,7 @@ class SyntheticPhantomGenerator:
     @property
     def settings(self) -> dict:
         return {
-            "generator": "synthetic-phantom-v4",
+            "generator": f"{GENERATOR_NAME}-v4",
             "num_images": self.num_images,
             "size": self.size,
             "seed": self.seed,
@@ -114,29 +119,59 @@ class SyntheticPhantomGenerator:
     def ensure(self, root: str | Path) -> Path:
         """Generate into ``root`` unless an identical generation is already there.
 
-        Safe when several processes (parallel sweep jobs, DDP ranks) ask at once: a file lock
-        beside ``root`` serialises them, and each writes into its own temporary folder that is
-        renamed into place only when complete.
+        Replaces only a folder this generator made (other settings) or an empty one; any other
+        existing folder is a :class:`DatasetError`, so that pointing ``dataset.root`` of the
+        synthetic dataset at real data never deletes it. Safe when several processes (parallel
+        sweep jobs, DDP ranks) ask at once: a file lock beside ``root`` serialises them, and each
+        writes into its own temporary folder that is renamed into place only when complete.
         """
         root = Path(root)
+        self._refuse_foreign(root)  # before the lock: leave no .lock file beside someone's data
         root.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(root.with_name(root.name + ".lock"))):
             if self._is_current(root):
                 return root
+            self._refuse_foreign(root)  # again under the lock: it may have changed meanwhile
             tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
             try:
                 self._write(tmp)
-                if root.exists():
+                if root.is_dir() and not root.is_symlink():
                     shutil.rmtree(root)
+                elif root.exists() or root.is_symlink():
+                    root.unlink()
                 tmp.rename(root)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp)
         return root
 
+    @staticmethod
+    def _settings_of(root: Path) -> dict | None:
+        """The ``settings`` recorded in ``root/dataset.json``, or None when absent or unreadable."""
+        try:
+            settings = json.loads((root / "dataset.json").read_text()).get("settings")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return settings if isinstance(settings, dict) else None
+
     def _is_current(self, root: Path) -> bool:
-        info = root / "dataset.json"
-        return info.is_file() and json.loads(info.read_text()).get("settings") == self.settings
+        return self._settings_of(root) == self.settings
+
+    def _refuse_foreign(self, root: Path) -> None:
+        """Raise unless ``root`` is absent, an empty folder, or a generation of this generator."""
+        if not root.exists() and not root.is_symlink():
+            return
+        if root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
+            return
+        generator = str((self._settings_of(root) or {}).get("generator", ""))
+        if root.is_dir() and generator.startswith(GENERATOR_NAME):
+            return
+        raise DatasetError(
+            f"{root} already exists and was not made by the synthetic phantom generator (no "
+            f"dataset.json from it); refusing to replace it. Choose another dataset.root for "
+            "dataset=synthetic (use dataset=folder dataset.root=<folder> for your own data), or "
+            "delete the folder yourself if it holds nothing you need."
+        )
 
     def _write(self, folder: Path) -> None:
         (folder / "images").mkdir()
