@@ -331,3 +331,69 @@ def test_prepare_refuses_a_zero_train_ratio_before_writing(msd_colon, tmp_path):
     with pytest.raises(DatasetError, match="positive train ratio"):
         prepare("colon", msd_colon, out, size=16, split=(0, 0.5, 0.5), **QUIET)
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+# -- polyp ---------------------------------------------------------------------------------------
+def cvc_source(root: Path, mask_value: int = 255, n: int = 4, ext: str = "png") -> Path:
+    """A CVC-ClinicDB layout of ``n`` 40x40 frames with a square polyp of ``mask_value``."""
+    (root / "Original").mkdir(parents=True)
+    (root / "Ground Truth").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, n + 1):
+        frame = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(frame).save(root / "Original" / f"{i}.{ext}")
+        mask = np.zeros((40, 40), np.uint8)
+        mask[10:30, 10:30] = mask_value
+        Image.fromarray(mask).save(root / "Ground Truth" / f"{i}.png")
+    return root
+
+
+def nothing_left(out: Path) -> bool:
+    return not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_polyp_truncated_image_is_named_and_nothing_is_written(tmp_path):
+    src = cvc_source(tmp_path / "cvc", ext="jpg")
+    data = (src / "Original" / "3.jpg").read_bytes()
+    (src / "Original" / "3.jpg").write_bytes(data[: len(data) // 3])  # an interrupted download
+    out = tmp_path / "out" / "polyp"
+    out.parent.mkdir()
+    with pytest.raises(DatasetError, match=r"3\.jpg: cannot decode the image"):
+        prepare("polyp", src, out, size=16, **QUIET)
+    assert nothing_left(out)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "src" / "prepare_data.py"),
+            "polyp",
+            "--src",
+            str(src),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "3.jpg: cannot decode the image" in proc.stderr and nothing_left(out)
+
+
+def test_polyp_class_id_masks_need_threshold_one(tmp_path):
+    src = cvc_source(tmp_path / "cvc", mask_value=1)
+    out = tmp_path / "out" / "polyp"
+    out.parent.mkdir()
+    with pytest.raises(DatasetError, match=r"1\.png: mask holds 0/1 class ids.*--mask-threshold 1"):
+        prepare("polyp", src, out, size=20, split=(0.5, 0.25, 0.25), **QUIET)
+    assert nothing_left(out)
+    record = prepare("polyp", src, out, size=20, split=(0.5, 0.25, 0.25), mask_threshold=1, **QUIET)
+    assert record["counts"]["empty_masks"] == 0 and record["counts"]["foreground_fraction"] == 0.25
+
+
+def test_polyp_refuses_to_publish_only_empty_masks(tmp_path):
+    src = cvc_source(tmp_path / "cvc", mask_value=100)  # all below the default threshold 128
+    out = tmp_path / "out" / "polyp"
+    out.parent.mkdir()
+    with pytest.raises(DatasetError, match=r"Ground Truth: all 4 masks are empty after binarising at >= 128"):
+        prepare("polyp", src, out, size=20, **QUIET)
+    assert nothing_left(out)

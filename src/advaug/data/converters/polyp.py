@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from advaug.data.converters.common import Progress, SliceWriter, find_folder
-from advaug.data.folder import find_pairs
+from advaug.data.folder import find_pairs, open_image, threshold_erases_class_ids
 from advaug.errors import DatasetError
 
 SOURCES = {
@@ -64,21 +63,32 @@ def convert(
     """Write every (image, mask) pair through ``writer``; return the mask report."""
     images, masks, source = find_layout(root)
     pairs = find_pairs(images.parent) if images.name == "images" else _cvc_pairs(images, masks)
-    lossy = 0
+    lossy = with_polyp = 0
     for k, pair in enumerate(pairs, 1):
-        with Image.open(pair.image) as im:
-            image = np.asarray(im.convert("RGB"))
-        with Image.open(pair.mask) as mk:
-            raw = np.asarray(mk.convert("L"))
+        # open_image: a truncated or unreadable file is a DatasetError naming it, not a traceback
+        image = np.asarray(open_image(pair.image).convert("RGB"))
+        raw = np.asarray(open_image(pair.mask).convert("L"))
         if raw.shape != image.shape[:2]:
             raise DatasetError(
                 f"{pair.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {pair.image.name} is "
                 f"{image.shape[1]}x{image.shape[0]}. Image and mask must have the same size."
             )
+        if threshold_erases_class_ids(raw, mask_threshold):
+            raise DatasetError(
+                f"{pair.mask}: mask holds 0/1 class ids, which --mask-threshold {mask_threshold} would "
+                "turn into background. Pass --mask-threshold 1 for 0/1 masks."
+            )
         lossy += int(not np.isin(raw, (0, 255)).all())
-        writer.add(pair.id, pair.id, image, (raw >= mask_threshold).astype(np.uint8))
+        binary = (raw >= mask_threshold).astype(np.uint8)
+        with_polyp += int(binary.any())
+        writer.add(pair.id, pair.id, image, binary)
         if k % 100 == 0 or k == len(pairs):
             progress(f"[{k}/{len(pairs)}] {pair.id}")
+    if not with_polyp:  # nothing to learn from: refuse before publishing (the writer drops its folder)
+        raise DatasetError(
+            f"{masks}: all {len(pairs)} masks are empty after binarising at >= {mask_threshold}. "
+            "Check that the masks mark polyps (0/255) and --mask-threshold."
+        )
     progress(
         f"{lossy} of {len(pairs)} masks were not exactly 0/255 (lossy); binarised at >= {mask_threshold}"
     )
