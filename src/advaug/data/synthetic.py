@@ -168,7 +168,7 @@ class SyntheticPhantomGenerator:
             return
         raise DatasetError(
             f"{root} already exists and was not made by the synthetic phantom generator (no "
-            f"dataset.json from it); refusing to replace it. Choose another dataset.root for "
+            "dataset.json from it); refusing to replace it. Choose another dataset.root for "
             "dataset=synthetic (use dataset=folder dataset.root=<folder> for your own data), or "
             "delete the folder yourself if it holds nothing you need."
         )

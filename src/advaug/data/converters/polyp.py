@@ -8,7 +8,8 @@ Accepted layouts (``--src``: the download archive or a folder above them):
   used when ``PNG/`` and ``TIF/`` copies are both present).
 
 Masks are binarised at ``mask_threshold`` (JPEG compression leaves values between 0 and 255); how
-many masks needed it is printed and recorded. Frames are split per image (the public files carry
+many masks needed it is printed and recorded; 0/1 class-id masks need ``--mask-threshold 1``, and a
+conversion whose masks all end up empty is refused. Frames are split per image (the public files carry
 no patient or video ids).
 """
 
