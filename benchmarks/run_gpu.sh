@@ -4,7 +4,9 @@
 # Prints and saves each benchmark's output; with the prepared Kvasir split in data/kvasir
 # (scripts/reproduce_kvasir.sh prepares it) also times whole training runs with the data kept on
 # the GPU (dataset.on_device=true) against the DataLoader, and free-mode InvFGSM against none.
-# env: COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more);
+# One device call may run 10 minutes: split the work over two calls with BENCH=0 / E2E=0.
+# env: BENCH=0 skips the benchmark scripts; E2E=0 skips the whole Kvasir runs;
+#      COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more);
 #      PAPER_SWEEP=1 adds the paper-sized sweep (2 stand-in sets of 1285 / 370 synthetic images at
 #      128², 8 methods, 30 epochs, one seed: 16 jobs) and its wall time (issue goal: <= 10 min, H100).
 set -u
@@ -22,6 +24,7 @@ bench() {  # bench <seconds> <script> <args...>: one benchmark, its output kept
   timeout "$limit" python3 benchmarks/"$@" 2>&1 | grep -v -i -E "$NOISE" | tee -a "$OUT/benchmarks.txt"
 }
 GPU="--device cuda --size 128 --batch 16 --bf16 --channels-last"
+if [ "${BENCH:-1}" = 1 ]; then
 bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 3
 bench 120 train_throughput.py $GPU --steps 300 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
@@ -33,8 +36,9 @@ bench 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product
 if [ "${COMPILE:-1}" = 1 ]; then
   bench 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
 fi
+fi
 
-if [ -f data/kvasir/splits.json ]; then
+if [ "${E2E:-1}" = 1 ] && [ -f data/kvasir/splits.json ]; then
   # whole runs, 5 epochs of Kvasir at 128² (800 training images), in-process seconds of train()
   e2e() {  # e2e <name> <overrides...>
     local name=$1; shift
