@@ -203,3 +203,24 @@ def test_failed_setup_leaves_no_half_loaded_splits(tmp_path):
     bad.write_bytes(good)  # the user fixes the file and retries: every split is loaded
     dm.setup("fit")
     assert set(dm.data) == {"train", "val", "test"} and len(dm.test_dataloader().dataset) == 2
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_last_training_batch_of_one_is_dropped(phantom_root, on_device):
+    # BatchNorm cannot train on one sample ("Expected more than 1 value per channel")
+    dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25}, on_device=on_device)
+    assert dm.num_train() == 8
+    dm.set_extra(*dm.train_images(torch.arange(1)))  # 8 + 1 samples at batch size 4: 4, 4, 1
+    sizes = [len(b["image"]) for b in dm.train_dataloader()]
+    assert sizes == [4, 4] and len(dm.train_dataloader()) == 2
+    dm.set_extra(*dm.train_images(torch.arange(2)))  # 8 + 2: the last batch of 2 is kept
+    assert [len(b["image"]) for b in dm.train_dataloader()] == [4, 4, 2]
+    assert [len(b["image"]) for b in dm.val_dataloader()] == [4]  # evaluation never drops
+
+
+def test_device_batches_drop_last():
+    from advaug.data.device_batches import DeviceBatches
+
+    images, masks, index = torch.zeros(9, 3, 2, 2), torch.zeros(9, 2, 2, dtype=torch.uint8), torch.arange(9)
+    batches = DeviceBatches(images, masks, index, batch_size=4, shuffle=True, drop_last=True)
+    assert len(batches) == 2 and [len(b["index"]) for b in batches] == [4, 4]

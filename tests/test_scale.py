@@ -249,3 +249,21 @@ def test_ddp_adversarial_pool_is_gathered_from_both_ranks(tmp_path, phantom_root
     assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [16, 16]
     assert "num_samples=8" in (proc.stdout + proc.stderr)
     assert (run / "figures" / "adv_epoch000.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["regenerate", "free"])
+def test_ddp_rank_with_no_attacked_sample_joins_the_loss_reduction(tmp_path, phantom_root, mode):
+    # 1 of 8 train images is attacked: one rank measures the loss change of one sample, the other
+    # has none and must still join the reduction (it used to skip it: a hang, or gloo's
+    # "collective mismatch" in free mode)
+    split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
+    args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
+    args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=3", "aug=fgsm", "aug.fraction=0.125"]
+    args += [f"aug.mode={mode}"]
+    proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    changes = re.findall(r"num_samples=1 .*loss_change=(\S+)", proc.stdout + proc.stderr)
+    assert changes and all(c != "nan" for c in changes)

@@ -433,13 +433,24 @@ class AdversarialAugmentation(L.Callback):
             x, a, y = clean[:n].to(device), adv[:n].to(device), masks[:n].to(device)
             return loss_fn(pl_module(x).float(), y), loss_fn(pl_module(a).float(), y)
 
-    def _report(self, trainer, pl_module, epoch, num, seconds, zero_frac, clean, masks, adv) -> None:
-        if len(clean) and self.loss_stats_samples > 0:
+    def _mean_losses(self, trainer, pl_module, clean, masks, adv) -> tuple[float, float]:
+        """Loss on the clean samples and on their adversarial copies, sample means over all
+        ranks. Every rank joins the reduction, also one with no samples to measure (an empty
+        DDP shard, no chosen sample seen in free mode): a rank skipping it would hang the rest."""
+        n = min(self.loss_stats_samples, len(clean))
+        sums = torch.zeros(3, device=pl_module.device)  # clean loss x n, adversarial loss x n, n
+        if n > 0:
             loss_clean, loss_adv = self._loss_change(pl_module, clean, masks, adv)
-            loss_clean = float(trainer.strategy.reduce(loss_clean, reduce_op="mean"))
-            loss_adv = float(trainer.strategy.reduce(loss_adv, reduce_op="mean"))
-        else:
-            loss_clean = loss_adv = float("nan")
+            sums = torch.stack([loss_clean.float() * n, loss_adv.float() * n, sums.new_tensor(float(n))])
+        if trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        total_clean, total_adv, count = sums.tolist()
+        if count == 0:
+            return float("nan"), float("nan")
+        return total_clean / count, total_adv / count
+
+    def _report(self, trainer, pl_module, epoch, num, seconds, zero_frac, clean, masks, adv) -> None:
+        loss_clean, loss_adv = self._mean_losses(trainer, pl_module, clean, masks, adv)
         stats = {
             "adv/num_samples": float(num),
             "adv/gen_time_s": float(seconds),

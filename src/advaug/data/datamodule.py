@@ -4,6 +4,7 @@ and served as clean (optionally transformed) samples plus an extra-sample pool."
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,7 +173,12 @@ class SegmentationDataModule(L.LightningDataModule):
         return clean if self._pool is None else ConcatDataset([clean, self._pool])
 
     def _loader(
-        self, dataset: Dataset, shuffle: bool, batch_size: int, sampler: Sampler | None = None
+        self,
+        dataset: Dataset,
+        shuffle: bool,
+        batch_size: int,
+        sampler: Sampler | None = None,
+        drop_last: bool = False,
     ) -> DataLoader:
         return DataLoader(
             dataset,
@@ -182,7 +188,25 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self._pin(),
             persistent_workers=False,
+            drop_last=drop_last,
         )
+
+    def _drop_single_last(self, num_samples: int) -> bool:
+        """Whether the last training batch of each rank would hold one sample: BatchNorm cannot
+        train on it ("Expected more than 1 value per channel"), so it is dropped (one sample per
+        epoch, a different one each epoch as the order is shuffled)."""
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        per_rank = math.ceil(num_samples / world)  # Lightning's DistributedSampler pads to this
+        drop = self.batch_size > 1 and per_rank > 1 and per_rank % self.batch_size == 1
+        if drop:
+            log.info(
+                "train: %d samples per rank at batch size %d leave a last batch of 1, which BatchNorm "
+                "cannot train on; it is dropped each epoch",
+                per_rank,
+                self.batch_size,
+            )
+        return drop
 
     def _pin(self) -> bool:
         if self.pin_memory is not None:
@@ -223,7 +247,10 @@ class SegmentationDataModule(L.LightningDataModule):
                 "but no callback did: resume with the same aug config as the interrupted run."
             )
         if not self.on_device:
-            return self._loader(self.train_dataset(), True, self.batch_size)
+            dataset = self.train_dataset()
+            return self._loader(
+                dataset, True, self.batch_size, drop_last=self._drop_single_last(len(dataset))
+            )
         self._check_on_device()
         images, masks = self._device_split("train")
         index = torch.arange(len(images), device=images.device)
@@ -232,7 +259,8 @@ class SegmentationDataModule(L.LightningDataModule):
             pool_images = as_float_images(pool_images)
             images, masks = torch.cat([images, pool_images]), torch.cat([masks, pool_masks.to(masks.dtype)])
             index = torch.cat([index, -1 - torch.arange(len(pool_images), device=images.device)])
-        return DeviceBatches(images, masks, index, self.batch_size, shuffle=True)
+        drop_last = self._drop_single_last(len(images))
+        return DeviceBatches(images, masks, index, self.batch_size, shuffle=True, drop_last=drop_last)
 
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:

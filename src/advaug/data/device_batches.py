@@ -15,25 +15,33 @@ class DeviceBatches:
     served as long) and ``index`` (the sample ids the free adversarial mode reads: >= 0 clean,
     < 0 pool), all on one device. ``shuffle``: a fresh ``torch.randperm`` on that device per pass
     (its generator is the device's global one, seeded by ``seed_everything`` and restored on
-    resume); otherwise in order. The last batch may be smaller.
+    resume); otherwise in order. The last batch may be smaller; ``drop_last`` leaves it out.
     """
 
     def __init__(
-        self, images: torch.Tensor, masks: torch.Tensor, index: torch.Tensor, batch_size: int, shuffle: bool
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        index: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool = False,
     ) -> None:
         if not (len(images) == len(masks) == len(index)):
             raise ValueError(f"DeviceBatches: {len(images)} images, {len(masks)} masks, {len(index)} ids")
         if batch_size < 1:
             raise ValueError(f"DeviceBatches: batch_size={batch_size}")
         self.images, self.masks, self.index = images, masks, index
-        self.batch_size, self.shuffle = int(batch_size), bool(shuffle)
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.images) // self.batch_size
         return math.ceil(len(self.images) / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         n, device = len(self.images), self.images.device
         order = torch.randperm(n, device=device) if self.shuffle else torch.arange(n, device=device)
-        for start in range(0, n, self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             rows = order[start : start + self.batch_size]
             yield {"image": self.images[rows], "mask": self.masks[rows].long(), "index": self.index[rows]}
