@@ -299,3 +299,34 @@ def test_figures_only_every_n_epochs(tmp_path, tiny_overrides):
     assert figures == ["adv_epoch000.png", "adv_epoch002.png"]  # pools for epochs 0, 1, 2; figures 0, 2
     with pytest.raises(ConfigError, match="figure_every_n_epochs"):
         AdversarialAugmentation(figure_every_n_epochs=0)
+
+
+class StopAtOnce(L.Callback):
+    """Asks the trainer to stop after every epoch (as early stopping would)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+@pytest.mark.parametrize("mode", ["regenerate", "free"])
+def test_pools_go_on_while_min_epochs_overrules_a_stop_request(phantom_root, tmp_path, mode):
+    # Lightning ignores should_stop until min_epochs are done: those epochs still get fresh pools
+    # (they used to train on no pool, regenerate, or a stale one, free)
+    cb = AdversarialAugmentation("fgsm", eps=0.03, mode=mode, figure_samples=0, loss_stats_samples=0)
+    rec = Recorder()
+    t = trainer(tmp_path, [StopAtOnce(), cb, rec], max_epochs=4, min_epochs=3)
+    t.fit(tiny_module(), datamodule=datamodule(phantom_root))
+    assert sorted(rec.batches) == [0, 1, 2]  # the stop is honoured after epoch 2
+    pool_rows = {e: sum(int((b < 0).sum()) for b in bs) for e, bs in rec.batches.items()}
+    expected = [0, 1, 2] if mode == "regenerate" else [1, 2]
+    assert [h["epoch"] for h in cb.history] == expected
+    assert all(pool_rows[e] == 8 for e in expected)
+
+
+def test_no_pool_for_an_epoch_max_steps_never_reaches(phantom_root, tmp_path):
+    cb = AdversarialAugmentation("fgsm", eps=0.03, figure_samples=0, loss_stats_samples=0)
+    t = trainer(tmp_path, [cb], max_epochs=5, max_steps=6)  # 4 steps per epoch: ends in epoch 1
+    dm = datamodule(phantom_root)
+    t.fit(tiny_module(), datamodule=dm)
+    assert t.global_step == 6 and [h["epoch"] for h in cb.history] == [0, 1]
+    assert dm.num_extra == 0  # the last pool is dropped, as after max_epochs

@@ -142,7 +142,9 @@ def datamodule(phantom_root):
 def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tmp_path):
     _, pipeline = pipeline_for("classic", tmp_path)
     callback = TransformPool(pipeline, fraction=0.5, seed=3)
-    trainer = SimpleNamespace(datamodule=datamodule, current_epoch=0, max_epochs=3, should_stop=False)
+    trainer = SimpleNamespace(
+        datamodule=datamodule, current_epoch=0, max_epochs=3, max_steps=-1, global_step=0, should_stop=False
+    )
     callback.on_fit_start(trainer, None)
     assert datamodule.num_extra == 4  # half of the 8 train images, before the first loader is built
     pools = [datamodule.extra_state()["images"].clone()]

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from advaug.attacks import DIRECTION, check_eps, eval_mode, perturb, predicted_labels, sample_eps
 from advaug.callbacks.resume_state import rng_state_kept
+from advaug.callbacks.stopping import fit_ends_before
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid
 
@@ -228,7 +229,7 @@ class AdversarialAugmentation(L.Callback):
         return self.mode == "regenerate" and self.use_eval_mode and deterministic
 
     def _last_epoch(self, trainer: L.Trainer, epoch: int) -> bool:
-        return trainer.should_stop or (trainer.max_epochs is not None and 0 <= trainer.max_epochs <= epoch)
+        return fit_ends_before(trainer, epoch)
 
     # -- regenerate mode -------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

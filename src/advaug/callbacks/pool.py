@@ -24,6 +24,7 @@ import lightning as L
 import torch
 
 from advaug.callbacks.resume_state import rng_state_kept
+from advaug.callbacks.stopping import fit_ends_before
 from advaug.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,7 @@ class PoolCallback(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         upcoming = trainer.current_epoch + 1
         self.next_epoch = upcoming
-        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= upcoming
-        if not self.active or last or trainer.should_stop:
+        if not self.active or fit_ends_before(trainer, upcoming):
             return
         if self._due(upcoming):
             self._fill(trainer, pl_module, upcoming)
