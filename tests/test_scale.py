@@ -267,3 +267,16 @@ def test_ddp_rank_with_no_attacked_sample_joins_the_loss_reduction(tmp_path, pha
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     changes = re.findall(r"num_samples=1 .*loss_change=(\S+)", proc.stdout + proc.stderr)
     assert changes and all(c != "nan" for c in changes)
+
+
+@pytest.mark.slow
+def test_ddp_free_mode_pool_holds_each_sample_once(tmp_path, phantom_root):
+    # 9 train images on 2 ranks: Lightning's DistributedSampler pads the shards with a repeat, and
+    # that sample used to enter the pool twice (10 copies of 9 images)
+    split = "dataset.split={train: 0.5625, val: 0.1875, test: 0.25}"
+    args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
+    args += ["trainer=ddp_cpu", "batch_size=5", "trainer.max_epochs=3", "aug=fgsm", "aug.mode=free"]
+    proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sizes = re.findall(r"adversarial pool for epoch \d+: num_samples=(\d+)", proc.stdout + proc.stderr)
+    assert sizes == ["9", "9"]

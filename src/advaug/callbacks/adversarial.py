@@ -308,8 +308,12 @@ class AdversarialAugmentation(L.Callback):
         else:  # a DDP rank with an empty shard still joins the gather
             adv, masks = dm.train_images(shard, device)
         clean, _ = dm.train_images(shard[: max(self.loss_stats_samples, self.figure_samples)])
+        n = len(clean)
+        pool = gather_rows(trainer, adv), gather_rows(trainer, masks)
         zero_frac = zero / max(len(shard), 1)
-        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, zero_frac, started, report)
+        self._set_pool(
+            trainer, pl_module, epoch, pool, (clean, masks[:n], adv[:n]), zero_frac, started, report
+        )
 
     # -- free mode -------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -329,7 +333,7 @@ class AdversarialAugmentation(L.Callback):
             # sigma per clean sample index, drawn once per epoch: no host-to-device copy per batch
             self._eps_table = sample_eps(self.eps, n, self.eps_sampling, _generator(self.seed + 1, nxt))
             self._on_device = None
-            self._buffer = {"zero": [], "clean": [], "clean_keep": []}  # + adv / mask / count slots
+            self._buffer = {"zero": [], "clean": [], "clean_keep": [], "clean_slot": []}  # + slots
             self._free_seconds = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -355,31 +359,32 @@ class AdversarialAugmentation(L.Callback):
         # (below). Selecting them with boolean indexing or .any() instead would stall the GPU
         # queue with a host sync on every training step.
         index = batch["index"]
+        k = len(self._chosen)
         if self._on_device is None or self._on_device[0].device != index.device:
-            # a lookup table, not torch.isin: against a long list isin sorts and calls unique(),
-            # which waits for the GPU on every step
-            is_chosen = torch.zeros(len(self._eps_table), dtype=torch.bool)
-            is_chosen[self._chosen] = True
-            self._on_device = (is_chosen.to(index.device), self._eps_table.to(index.device))
-        is_chosen, eps_table = self._on_device
+            # a lookup table (clean index -> its slot, k if not chosen), not torch.isin: against a
+            # long list isin sorts and calls unique(), which waits for the GPU on every step
+            slot_of = torch.full((len(self._eps_table),), k, dtype=torch.long)
+            slot_of[self._chosen] = torch.arange(k)
+            self._on_device = (slot_of.to(index.device), self._eps_table.to(index.device))
+        slot_of, eps_table = self._on_device
         rows = index.clamp(min=0)
-        keep = (index >= 0) & is_chosen[rows]
+        keep = (index >= 0) & (slot_of[rows] < k)
         eps = eps_table[rows]
         grad, clean = grad.float(), x.detach()
         step = DIRECTION[self.method] * torch.nan_to_num(grad).sign()
         adv = (clean + eps.view(-1, 1, 1, 1) * step).clamp(0.0, 1.0)
         buf = self._buffer
         if "adv" not in buf:  # one slot per chosen sample (+1 scratch row), on the batch's device
-            k = len(self._chosen)
             buf["adv"] = adv.new_empty((k + 1, *adv.shape[1:]))
             buf["mask"] = batch["mask"].new_empty((k + 1, *batch["mask"].shape[1:]))
-            buf["count"] = torch.zeros((), dtype=torch.long, device=adv.device)
-        # kept rows go to the next free slots, the others to the scratch row: computed on the
-        # device, so no host sync, and only the chosen samples take memory
-        slots = torch.where(keep, buf["count"] + torch.cumsum(keep, 0) - 1, len(buf["adv"]) - 1)
+            buf["filled"] = torch.zeros(k + 1, dtype=torch.bool, device=adv.device)
+        # each chosen sample has its own slot, the others go to the scratch row: computed on the
+        # device (no host sync), and a sample seen twice (DDP pads the last shard with repeats)
+        # overwrites its slot instead of taking a second one
+        slots = torch.where(keep, slot_of[rows], k)
         buf["adv"][slots] = adv.detach()
         buf["mask"][slots] = batch["mask"].detach()
-        buf["count"] += keep.sum()
+        buf["filled"][slots] = True
         zeros = ((grad == 0).flatten(1).sum(1).float() * keep).sum()
         buf["zero"].append(torch.stack([zeros, keep.sum().float() * grad[0].numel()]))  # no sync
         wanted = max(self.loss_stats_samples, self.figure_samples)
@@ -388,42 +393,59 @@ class AdversarialAugmentation(L.Callback):
         ):  # enough rows to hold `wanted` kept ones
             buf["clean"].append(clean)
             buf["clean_keep"].append(keep)
+            buf["clean_slot"].append(slots)
         self._free_seconds += time.perf_counter() - started
 
     def _publish_free(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         started = time.perf_counter()
         buf, self._collecting, self._buffer = self._buffer, False, {}
-        count = int(buf["count"]) if "count" in buf else 0  # the one host sync of the epoch
+        count = int(buf["filled"][:-1].sum()) if "filled" in buf else 0  # the one host sync of the epoch
         if count == 0 and trainer.world_size == 1:  # under DDP every rank must join the gather
             log.warning("free adversarial mode: no clean chosen sample was trained on in epoch %d", epoch - 1)
             return
         if "adv" not in buf:
             raise RuntimeError("free adversarial mode: no batch was seen on this rank")
-        adv, masks = buf["adv"][:count], buf["mask"][:count]
+        adv, masks, filled = buf["adv"][:-1], buf["mask"][:-1], buf["filled"][:-1]
+        pool = self._gather_slots(trainer, adv, masks, filled)
         zero = torch.stack(buf["zero"]).sum(0).cpu()
         wanted = max(self.loss_stats_samples, self.figure_samples)
-        if buf["clean"]:
-            clean = torch.cat(buf["clean"])[torch.cat(buf["clean_keep"])][:wanted].cpu()
+        if buf["clean"]:  # this rank's first kept clean rows and the slots of their copies
+            keep = torch.cat(buf["clean_keep"])
+            clean = torch.cat(buf["clean"])[keep][:wanted]
+            slots = torch.cat(buf["clean_slot"])[keep][:wanted]
+            stats = (clean.cpu(), masks[slots], adv[slots])
         else:  # no loss statistics and no figure asked for: nothing was kept
-            clean = adv.new_empty((0, *adv.shape[1:]), device="cpu")
+            stats = (adv.new_empty((0, *adv.shape[1:]), device="cpu"), masks[:0], adv[:0])
         started -= self._free_seconds  # the per-batch work counts too
-        self._set_pool(trainer, pl_module, epoch, adv, masks, clean, float(zero[0] / zero[1]), started)
+        self._set_pool(trainer, pl_module, epoch, pool, stats, float(zero[0] / zero[1]), started)
 
-    def _set_pool(
-        self, trainer, pl_module, epoch, adv, masks, clean, zero_frac, started, report=True
-    ) -> None:
-        """Gather this rank's rows from all ranks, hand them to the DataModule, log and draw.
-        ``clean`` holds the first clean images of ``adv`` / ``masks``, for the loss change."""
-        pool_images, pool_masks = gather_rows(trainer, adv), gather_rows(trainer, masks)
+    @staticmethod
+    def _gather_slots(
+        trainer: L.Trainer, adv: Tensor, masks: Tensor, filled: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The pool from every rank's slots: each filled slot once, taken from the first rank
+        that filled it, in the order of the chosen samples."""
+        if trainer.world_size > 1:
+            strategy = trainer.strategy
+            by_rank = strategy.all_gather(filled.to(torch.uint8)).view(trainer.world_size, -1)
+            owner = by_rank.float().argmax(0)  # the first rank holding each slot
+            slots = torch.arange(len(filled), device=filled.device)
+            adv = strategy.all_gather(adv).view(trainer.world_size, *adv.shape)[owner, slots]
+            masks = strategy.all_gather(masks).view(trainer.world_size, *masks.shape)[owner, slots]
+            filled = by_rank.bool().any(0)
+        return adv[filled], masks[filled]
+
+    def _set_pool(self, trainer, pl_module, epoch, pool, stats, zero_frac, started, report=True) -> None:
+        """Hand the pool (images, masks; from all ranks) to the DataModule, log and draw.
+        ``stats`` = (clean images, their masks, their adversarial copies) of this rank, for the
+        loss change and the figure."""
+        pool_images, pool_masks = pool
         trainer.datamodule.set_extra(pool_images, pool_masks, rebuildable=self.rebuildable)
         self.pool_epoch = epoch
         if not report:
             return
         seconds = time.perf_counter() - started
-        n = len(clean)
-        self._report(
-            trainer, pl_module, epoch, len(pool_images), seconds, zero_frac, clean, masks[:n], adv[:n]
-        )
+        self._report(trainer, pl_module, epoch, len(pool_images), seconds, zero_frac, *stats)
 
     # -- logs and figures ------------------------------------------------------------------
     def _loss_change(self, pl_module, clean, masks, adv) -> tuple[Tensor, Tensor]:
