@@ -53,3 +53,25 @@ def test_paper_sized_stand_ins(tmp_path, name, count):
     assert cfg.dataset.generator.num_images == count and cfg.dataset.generator.size == 128
     assert cfg.dataset.name == f"synthetic_{name}" and cfg.dataset.root.endswith(f"synthetic_{name}")
     assert cfg.trainer.max_epochs == 30
+
+
+def test_long_sweep_folder_names_stay_distinct(tmp_path):
+    # Hydra sorts overrides by key: a plain cut at 120 characters dropped seed=/trainer.*, so
+    # two sweeps' different jobs shared a folder (and the second skipped as "completed")
+    from conftest import TINY
+
+    from advaug.utils.config import safe_dirname
+
+    head = "batch_size=4," + "x" * 150
+    a, b = safe_dirname(head + ",seed=0"), safe_dirname(head + ",seed=1")
+    assert a != b and len(a) == len(b) == 120 and a.startswith(head[:100])
+    assert safe_dirname(head + ",seed=0") == a  # stable: a rerun finds its own folder
+    assert safe_dirname("aug=fgsm,dataset.root=/a/b") == "aug=fgsm,dataset.root=_a_b"  # short: as before
+    subdirs = set()
+    for seed in (0, 1):
+        cfg = compose_config(
+            [*TINY, f"paths.data_dir={tmp_path}", f"seed={seed}", "hydra.job.num=0"], tmp_path
+        )
+        subdirs.add(cfg.hydra.sweep.subdir)
+        assert len(cfg.hydra.sweep.subdir) <= len("0_") + 120
+    assert len(subdirs) == 2

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 from conftest import ROOT, TINY, compose_config
+from omegaconf import OmegaConf
 
 from advaug.cli import run_entry
 from advaug.errors import ConfigError
@@ -140,6 +141,65 @@ def test_resume_resolution(tmp_path):
     job = _fake_run(multi / "t1" / "0_seed=1", 1_000)
     _fake_run(multi / "t1" / "1_seed=2", 5_000)
     assert latest_last_checkpoint(multi / "t2" / "0_seed=1", multirun=True) == job
+
+
+def _completed_job(tmp_path, *overrides):
+    """A sweep job's config (hydra.mode=MULTIRUN) and its folder holding a completed run of it."""
+    cfg = compose_config([*TINY, "hydra.mode=MULTIRUN", *overrides], tmp_path)
+    out = tmp_path / "run"
+    out.mkdir(parents=True)
+    run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    (out / "config_resolved.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
+    (out / "metrics.json").write_text(json.dumps({"status": "completed", "seed": cfg.seed}))
+    return cfg, out
+
+
+def _never(cfg):
+    raise AssertionError("a completed sweep job was run again")
+
+
+def test_completed_sweep_job_is_skipped_only_for_the_same_config(tmp_path):
+    cfg, out = _completed_job(tmp_path / "a", "seed=0")
+    # keys that do not change results may differ: the folder's run is still this job's
+    same = compose_config(
+        [*TINY, "hydra.mode=MULTIRUN", "seed=0", "trainer.enable_progress_bar=true", "tags=[x]"],
+        tmp_path / "a",
+    )
+    same.paths.log_dir = str(tmp_path / "elsewhere")
+    assert run_entry(_never, same, output_dir=out) == {"status": "completed", "seed": 0}
+    other = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=2", "optim.optimizer.lr=0.5"], tmp_path / "a")
+    kept = (out / "metrics.json").read_text()
+    with pytest.raises(ConfigError) as exc:
+        run_entry(_never, other, output_dir=out)
+    message = str(exc.value)
+    assert str(out) in message and "different configuration" in message and "hydra.sweep.dir" in message
+    assert "seed: 0 then, 2 now" in message and "lr: 0.001 then, 0.5 now" in message
+    assert (out / "metrics.json").read_text() == kept  # the earlier run's record is untouched
+    # no config_resolved.yaml to compare with: skipped as before
+    (out / "config_resolved.yaml").unlink()
+    assert run_entry(_never, other, output_dir=out)["seed"] == 0
+
+
+def test_moved_sweep_folder_still_matches_its_run(tmp_path):
+    from advaug.cli import check_same_run
+
+    cfg, out = _completed_job(tmp_path / "a", "seed=0")
+    moved = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=0"], tmp_path / "b")
+    moved.paths.output_dir, moved.paths.data_dir = str(tmp_path / "b" / "run"), str(tmp_path / "d2")
+    check_same_run(out, moved)  # checkpoint dirpath, dataset.root follow paths.*: no error
+
+
+def test_ckpt_path_last_in_a_sweep_finds_only_the_same_configuration(tmp_path):
+    # job folders are named after the overrides; long ones end in a hash of all of them, so an
+    # earlier sweep's job of another seed is not taken for this one's
+    from advaug.utils.config import safe_dirname
+
+    common = "batch_size=4," + ",".join(f"dataset.k{i}=v{i}" for i in range(20))
+    names = {seed: "0_" + safe_dirname(f"{common},seed={seed}") for seed in (0, 1)}
+    multi = tmp_path / "multiruns"
+    seed0 = _fake_run(multi / "t1" / names[0], 1_000)
+    _fake_run(multi / "t1" / names[1], 2_000)
+    assert latest_last_checkpoint(multi / "t2" / names[0], multirun=True) == seed0
 
 
 def comparable(metrics):

@@ -90,3 +90,24 @@ def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting
     assert "already holds a completed run: skipped" in again.stdout + again.stderr
     assert (sweep / ok["job"] / "metrics.json").read_text() == kept  # untouched, not retrained
     assert json.loads((sweep / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 3}
+
+
+@pytest.mark.slow
+def test_rerun_with_other_seeds_into_the_same_sweep_dir_trains_them(tmp_path):
+    # the overrides are sorted by key and seed= comes after 120 characters of the tiny ones: the
+    # second sweep's job 0 used to land in the first one's folder and be skipped as completed
+    sweep = tmp_path / "sweep"
+    base = [sys.executable, str(ROOT / "src" / "train.py"), "-m", *TINY, "robustness.enabled=false"]
+    base += [f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    for seed in (0, 1):
+        proc = subprocess.run(
+            [*base, f"seed={seed}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "already holds a completed run" not in proc.stdout + proc.stderr
+    jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
+    assert len(jobs) == 2 and all(p.name.startswith("0_") and len(p.name) <= 122 for p in jobs)
+    for job in jobs:  # each folder holds the run its overrides say
+        seed = json.loads((job / "metrics.json").read_text())["seed"]
+        assert f"seed={seed}" in OmegaConf.load(job / ".hydra" / "overrides.yaml")

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from advaug.errors import AdvaugError
+from omegaconf import OmegaConf
+
+from advaug.errors import AdvaugError, ConfigError
 from advaug.runs import is_completed, read_status, record_failure
+from advaug.utils.config import config_differences
 from advaug.utils.distributed import in_multirun, is_rank_zero
 
 log = logging.getLogger("advaug")
@@ -27,6 +30,43 @@ def user_error(exc: BaseException | None) -> AdvaugError | None:
     return None
 
 
+RUN_CONFIG = "config_resolved.yaml"  # written by advaug.training.train
+
+
+def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
+    """Raise :class:`ConfigError` when the completed run in ``output_dir`` was made with another
+    configuration than ``cfg`` (keys that do not change results aside, see
+    :func:`advaug.utils.config.config_differences`). A folder without ``config_resolved.yaml``
+    passes: there is nothing to compare with.
+
+    A sweep job's folder is named after its overrides, so a rerun into the same ``hydra.sweep.dir``
+    finds its own earlier run there; an edited conf/*.yaml (or a folder name from before the names
+    were hashed) can still put another configuration into it, whose results must not be claimed.
+    """
+    stored = Path(output_dir) / RUN_CONFIG
+    if not stored.is_file():
+        return
+    try:
+        old = OmegaConf.to_container(OmegaConf.load(stored))
+    except Exception as exc:  # unreadable: it cannot vouch for the run
+        raise ConfigError(
+            f"{stored}: unreadable ({exc}), so the completed run in {output_dir} cannot be matched to "
+            "this job. Sweep into a new folder: hydra.sweep.dir=<new folder>."
+        ) from None
+    run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    # through YAML as train() wrote it, so that both sides have the same types
+    new = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(run_cfg, resolve=True)))
+    diffs = config_differences(old, new)
+    if diffs:
+        listed = "; ".join(f"{key}: {a!r} then, {b!r} now" for key, a, b in diffs[:shown])
+        more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
+        raise ConfigError(
+            f"{output_dir} already holds a completed run of a different configuration ({listed}{more}); "
+            "it is kept and this job is not run. Sweep into a new folder: hydra.sweep.dir=<new folder> "
+            "(or leave it at its timestamped default)."
+        )
+
+
 def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None = None) -> Any:
     """Call ``fn(cfg)``; on an :class:`AdvaugError` log its message and exit with status 2.
 
@@ -34,11 +74,19 @@ def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None 
     as ``metrics.json`` ``{"status": "failed", "error": ...}`` (atomically), and inside a Hydra
     sweep a failing job returns None instead of raising, so the other jobs run and keep their
     results (``advaug.sweep.SweepSummary`` reports it); a sweep job whose folder already holds a
-    completed run is skipped.
+    completed run of the same configuration is skipped, one of another configuration raises
+    :class:`ConfigError` (see :func:`check_same_run`).
     """
     multirun = in_multirun()
     output_dir = output_dir if is_rank_zero() else None  # one writer under DDP
     if output_dir is not None and multirun and is_completed(output_dir):
+        try:
+            check_same_run(output_dir, cfg)
+        except ConfigError as exc:
+            # raised, not recorded: the folder's metrics.json belongs to the earlier run; Hydra
+            # runs the other jobs and then reports this one failed
+            log.error("%s: %s", type(exc).__name__, exc)
+            raise
         log.info("%s already holds a completed run: skipped", output_dir)
         return read_status(output_dir)
     try:
