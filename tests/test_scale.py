@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -191,6 +192,56 @@ def test_wandb_offline_run_has_config_history_and_figures(tmp_path, tiny_overrid
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def _wandb_logger(tmp_path, **kwargs):
+    from advaug.loggers import WandbLogger
+
+    return WandbLogger(project="advaug-test", save_dir=str(tmp_path), **kwargs)
+
+
+def test_wandb_mode_disabled_is_honoured_and_writes_no_run(tmp_path, monkeypatch):
+    # Lightning's offline=True (the config default) set WANDB_MODE=dryrun over the user's value
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = _wandb_logger(tmp_path, offline=True)
+    logger.experiment.log({"x": 1.0})
+    wandb.finish()
+    assert os.environ["WANDB_MODE"] == "disabled"
+    assert not list(tmp_path.rglob("offline-run-*")) and not list(tmp_path.rglob("run-*"))
+
+
+def test_wandb_offline_from_the_config_leaves_wandb_mode_unset(tmp_path, monkeypatch):
+    # WANDB_MODE unset: logger.wandb.offline decides, without leaking into the environment (a
+    # later job of the same sweep process would take it for the user's WANDB_MODE)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = _wandb_logger(tmp_path, offline=True)
+    logger.experiment.log({"x": 1.0})
+    wandb.finish()
+    assert "WANDB_MODE" not in os.environ
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+@pytest.mark.parametrize("env_mode", [None, "offline"])
+def test_wandb_log_model_offline_is_one_config_error(tmp_path, monkeypatch, env_mode):
+    from hydra.utils import instantiate
+
+    from advaug.cli import user_error
+
+    if env_mode:
+        monkeypatch.setenv("WANDB_MODE", env_mode)
+    else:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = compose_config(["logger=wandb", "logger.wandb.log_model=true"], tmp_path)
+    with pytest.raises(Exception) as exc:
+        instantiate(cfg.logger.wandb)
+    found = user_error(exc.value)  # what src/train.py prints as its one line
+    assert isinstance(found, ConfigError), exc.value
+    setting = f"WANDB_MODE={env_mode}" if env_mode else "logger.wandb.offline=true"
+    assert "logger.wandb.log_model=True" in str(found) and setting in str(found)
+    assert "WANDB_OFFLINE=false" in str(found) and "WANDB_MODE=online" in str(found)
+    assert not (tmp_path / "run" / "wandb").exists()
 
 
 # -- Docker ------------------------------------------------------------------------------------

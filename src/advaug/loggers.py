@@ -3,28 +3,59 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
+from advaug.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+OFFLINE_MODES = ("offline", "dryrun")  # "dryrun": wandb's old name for offline
+
+
+def wandb_mode(offline: bool, mode: str | None = None) -> tuple[str, str]:
+    """The W&B mode of a run and the setting that chose it: ``mode`` (``logger.wandb.mode``),
+    else ``WANDB_MODE`` when set in the environment (wandb's own switch: online/offline/disabled),
+    else ``logger.wandb.offline``."""
+    if mode:
+        return mode, f"logger.wandb.mode={mode}"
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"], f"WANDB_MODE={os.environ['WANDB_MODE']}"
+    return ("offline" if offline else "online"), f"logger.wandb.offline={str(offline).lower()}"
 
 
 class WandbLogger(_LightningWandbLogger):
-    """Lightning's ``WandbLogger`` that starts its own W&B run even when an earlier run is open.
+    """Lightning's ``WandbLogger`` that starts its own W&B run even when an earlier run is open,
+    and leaves ``WANDB_MODE`` alone.
 
     Lightning reuses an open ``wandb.run``; in a sweep whose jobs share a process (the basic
-    launcher, reused joblib workers) every job would then land in the first job's run.
+    launcher, reused joblib workers) every job would then land in the first job's run. And its
+    ``offline=True`` sets ``os.environ["WANDB_MODE"] = "dryrun"``, overriding a user's
+    ``WANDB_MODE=disabled``/``online`` (and every later job's setting in the same process): here
+    ``offline`` becomes ``wandb.init(mode="offline")``, and only when ``WANDB_MODE`` is unset.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, offline: bool = False, log_model: bool | str = False, **kwargs: Any
+    ) -> None:
         import wandb
 
+        mode, source = wandb_mode(offline, kwargs.get("mode"))
+        if log_model and mode in OFFLINE_MODES:  # Lightning's own refusal is a multi-line traceback
+            raise ConfigError(
+                f"logger.wandb.log_model={log_model} uploads checkpoints, but this W&B run is offline "
+                f"({source}). Go online (`wandb login`, then WANDB_OFFLINE=false or WANDB_MODE=online) "
+                "or drop logger.wandb.log_model."
+            )
+        if mode in OFFLINE_MODES and "mode" not in kwargs and not os.environ.get("WANDB_MODE"):
+            kwargs["mode"] = "offline"  # with WANDB_MODE set, wandb reads it itself
         if wandb.run is not None:
             wandb.finish()
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, offline=False, log_model=log_model, **kwargs)
 
 
 def log_config(trainer: L.Trainer, config: dict[str, Any]) -> None:
@@ -50,5 +81,8 @@ def finish_wandb(trainer: L.Trainer, out_dir: str | Path, summary: dict[str, Any
         if figures:
             run.log({f"figures/{p.stem}": wandb.Image(str(p), caption=p.name) for p in figures})
         run.summary.update(summary)
-        log.info("W&B run %s (%s): %d figures; files in %s", run.name, run.id, len(figures), run.dir)
+        if os.environ.get("WANDB_MODE") == "disabled":  # a no-op run: its dir is never written
+            log.info("W&B disabled (WANDB_MODE=disabled): nothing recorded")
+        else:
+            log.info("W&B run %s (%s): %d figures; files in %s", run.name, run.id, len(figures), run.dir)
     wandb.finish()
