@@ -51,6 +51,62 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
     assert "2 completed jobs" in done.stdout
 
 
+def _processes_mentioning(text):
+    """Pids of live processes whose command line contains ``text`` (read from /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # ended meanwhile
+    return pids
+
+
+@pytest.mark.slow
+def test_deadline_stops_and_waits_for_every_job(tmp_path):
+    # `timeout` used to kill xargs and the bash wrappers and return at once: the script printed
+    # "finished", stopped MPS and exited while train.py still ran (and jobs.txt missed the job)
+    root = tmp_path / "sweep"
+    tiny = [o.replace(" ", "") for o in TINY if not o.startswith(("trainer.accelerator", "robustness"))]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HYDRA")},
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "EXPERIMENT": "paper_cpu",
+        "TRAINER": "cpu",
+        "METHODS": "none",
+        "SEEDS": "0",
+        "JOBS": "1",
+        "ROOT": str(root),
+        "USE_MPS": "0",
+        "DEADLINE": "15",
+        "EXTRA": " ".join(
+            [
+                f"paths.data_dir={tmp_path / 'data'}",
+                *tiny,
+                "robustness.enabled=false",
+                "trainer.max_epochs=10000",
+            ]
+        ),
+    }
+    try:
+        done = subprocess.run(
+            ["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        left = _processes_mentioning(str(root))
+    finally:
+        for pid in _processes_mentioning(str(root)):  # do not leak a trainer into the test session
+            os.kill(pid, 9)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert left == [], "a train.py of this sweep was still running after the script returned"
+    assert "deadline of 15 s reached" in done.stdout and "0 completed jobs" in done.stdout
+    (line,) = (root / "_logs" / "jobs.txt").read_text().splitlines()  # the stopped job is listed
+    assert line.startswith("none_seed0 ") and "stopped at the deadline" in line
+    metrics = root / "none_seed0" / "metrics.json"
+    status = json.loads(metrics.read_text())["status"] if metrics.is_file() else None
+    assert status in (None, "interrupted")  # killed before training began, or saved as interrupted
+
+
 REPRODUCE = ROOT / "scripts" / "reproduce_kvasir.sh"
 
 
