@@ -86,6 +86,40 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, phantom_root):
         assert ddp["test"][key] == pytest.approx(one["test"][key], abs=0.1), key
 
 
+def test_ddp_eval_split_smaller_than_the_world_is_one_config_error(phantom_root):
+    # Lightning's UnrepeatedDistributedSampler asserted (no message) on the rank left without a
+    # sample; rank 0 then recorded "Connection closed by peer"
+    from types import SimpleNamespace
+
+    import torch
+
+    from advaug.data import SegmentationDataModule
+
+    dm = SegmentationDataModule(
+        root=str(phantom_root),
+        image_size=32,
+        batch_size=4,
+        split={"train": 0.75, "val": 0.0625, "test": 0.1875},
+    )
+    dm.setup("fit")
+    assert (len(dm.ids["val"]), len(dm.ids["test"])) == (1, 3)
+    for rank in (0, 1):  # every rank stops alike, before any sampler is made
+        dm.trainer = SimpleNamespace(
+            world_size=2, global_rank=rank, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+        )
+        with pytest.raises(ConfigError) as exc:
+            dm.val_dataloader()
+        message = str(exc.value)
+        assert "val split has 1 sample(s)" in message and "2 processes" in message
+        assert "dataset.split" in message and "trainer.devices" in message
+        assert len(list(dm.test_dataloader().sampler)) in (1, 2)  # 3 test samples: 2 + 1
+    dm.trainer = SimpleNamespace(
+        world_size=4, global_rank=3, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+    )
+    with pytest.raises(ConfigError, match="test split has 3 sample.*4 processes"):
+        dm.test_dataloader()
+
+
 # -- sweeps ------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,22 @@ from advaug.errors import ConfigError, DatasetError
 log = logging.getLogger(__name__)
 
 
+def _check_eval_shards(split: str, size: int, world_size: int) -> None:
+    """Refuse a DDP evaluation split with fewer samples than processes, in one message.
+
+    Lightning's ``UnrepeatedDistributedSampler`` fails a bare ``assert`` on a rank left without a
+    sample, and rank 0 then reports "Connection closed by peer". Every rank sees the same split
+    sizes, so all of them stop here alike, before any of them waits on the others.
+    """
+    if size < world_size:
+        raise ConfigError(
+            f"the {split} split has {size} sample(s) but this DDP run has {world_size} processes, "
+            f"and each evaluates at least one sample: put at least {world_size} samples in the "
+            f"{split} split (dataset.split or splits.json) or run on fewer devices (trainer.devices, "
+            "trainer.num_nodes)."
+        )
+
+
 class SegmentationDataModule(L.LightningDataModule):
     """Images and masks from ``root`` resized to ``image_size``, cached in memory as uint8.
 
@@ -272,6 +288,7 @@ class SegmentationDataModule(L.LightningDataModule):
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:
+            _check_eval_shards(split, len(dataset), trainer.world_size)
             # DDP: every sample exactly once over all ranks (Lightning's default sampler would pad
             # uneven shards with repeats and bias the dataset-level metrics)
             sampler = UnrepeatedDistributedSampler(
