@@ -17,3 +17,14 @@ def device_name(device: str | torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def product_log_every() -> int:
+    """``trainer.log_every_n_steps`` of conf/trainer/default.yaml: the benchmarks' Trainers log as
+    often as a product run does (Lightning's own default, 50, would log ten times less)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "trainer" / "default.yaml"
+    return int(OmegaConf.load(conf).log_every_n_steps)

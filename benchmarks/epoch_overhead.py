@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import lightning as L  # noqa: E402
 import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
-from bench_common import device_name, sync  # noqa: E402
+from bench_common import device_name, product_log_every, sync  # noqa: E402
 
 from advaug.callbacks import AdversarialAugmentation  # noqa: E402
 from advaug.data import SegmentationDataModule  # noqa: E402
@@ -110,6 +110,7 @@ def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tupl
     clock = EpochClock(args.device)
     callbacks += [clock, *extra]
     trainer = L.Trainer(
+        log_every_n_steps=product_log_every(),
         accelerator="gpu" if args.device.startswith("cuda") else "cpu",
         devices=1,
         precision="bf16-mixed" if args.bf16 else "32-true",

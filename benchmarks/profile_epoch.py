@@ -4,7 +4,7 @@ of the ``epoch_overhead.py`` runs. For each kind it prints the epoch's wall time
 device was busy (summed self time of device kernels; busy / wall far below 1 means the step is
 host-bound), and for the augmented kinds the ops that cost most *more* than in ``none``, by device
 self time and by host self time — the decomposition to read when ``epoch_overhead.py`` misses
-its goal::
+its goal. Busy time is the sum of the kernels' own durations (one stream: they do not overlap)::
 
     python benchmarks/profile_epoch.py --device cuda --num-images 512 --size 128 --batch 16 \
         --bf16 --channels-last --attack-batch 256
@@ -27,19 +27,24 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from bench_common import device_name, sync  # noqa: E402
 from epoch_overhead import make_dataset, parse_args, run  # noqa: E402
+from torch.autograd import DeviceType  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 KINDS = ("none", "regenerate", "free")
 
 
 def self_times(events, device: bool) -> dict[str, float]:
-    """Self time in ms per op name, on the device (kernels) or on the host."""
+    """Self time in ms per name: of the device kernels (``device``), or of the host ops.
+
+    Kernels are counted once, by their own events: the profiler also credits each kernel's time
+    to the host op that launched it, and GPU user annotations span kernels too (torch's own
+    summary skips both the same way)."""
     out: dict[str, float] = {}
     for e in events:
         if device:
-            # torch >= 2.4 names it self_device_time_total; older ones self_cuda_time_total
-            us = getattr(e, "self_device_time_total", None)
-            us = getattr(e, "self_cuda_time_total", 0.0) if us is None else us
+            if e.device_type != DeviceType.CUDA or getattr(e, "is_user_annotation", False):
+                continue
+            us = e.self_device_time_total
         else:
             us = e.self_cpu_time_total
         if us:

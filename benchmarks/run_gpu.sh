@@ -25,7 +25,7 @@ bench() {  # bench <seconds> <script> <args...>: one benchmark, its output kept
 }
 GPU="--device cuda --size 128 --batch 16 --bf16 --channels-last"
 if [ "${BENCH:-1}" = 1 ]; then
-bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 3
+bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 5
 bench 120 train_throughput.py $GPU --steps 300 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
 bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device

@@ -2,6 +2,9 @@
 loop, on a network so small (one 1x1 convolution, 8x8 images) that the arithmetic is negligible
 and what is left is Python: hooks, logging, optimizer plumbing. On a GPU at batch 16 a step of the
 real UNet is ~10-20 ms of mostly host-bound kernel launches, so each 0.1 ms here is ~1 % there.
+The Trainer logs every ``trainer.log_every_n_steps`` of conf/trainer (5) and has no progress bar
+(as in sweeps). A CPU loss takes ``LossWatch``'s immediate path, so the host work a CUDA step adds
+(a pinned copy of the loss, an event record and poll) is not in these figures.
 
     python benchmarks/step_overhead.py --steps 2000 --repeats 3
     python benchmarks/step_overhead.py --free 500       # also: free-mode FGSM's per-step hooks
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # epoch_overhead's hel
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_common import product_log_every  # noqa: E402
 
 from advaug.models.segmentation import SegmentationModule  # noqa: E402
 
@@ -67,6 +71,7 @@ def lightning(steps: int) -> float:
     )
     clock = _Clock()
     trainer = L.Trainer(
+        log_every_n_steps=product_log_every(),
         accelerator="cpu",
         max_steps=steps,
         max_epochs=1,
@@ -107,6 +112,7 @@ def free_mode_ms(steps: int) -> dict[str, float]:
                 free = AdversarialAugmentation("fgsm", mode="free", figure_samples=0, loss_stats_samples=0)
                 callbacks.insert(0, free)
             trainer = L.Trainer(
+        log_every_n_steps=product_log_every(),
                 accelerator="cpu", max_epochs=4, logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                 num_sanity_val_steps=0, reload_dataloaders_every_n_epochs=1, inference_mode=False,

@@ -22,7 +22,7 @@ import lightning as L  # noqa: E402
 import segmentation_models_pytorch as smp  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_common import device_name, sync  # noqa: E402
+from bench_common import device_name, product_log_every, sync  # noqa: E402
 
 from advaug.models.segmentation import SegmentationModule  # noqa: E402
 
@@ -86,7 +86,8 @@ class _Clock(L.Callback):
 
 
 def lightning_loop(args: argparse.Namespace, device: torch.device, batches: list) -> float:
-    """Our module under a Trainer configured as conf/trainer (no logger/checkpoint: loop only)."""
+    """Our module under a Trainer logging as often as conf/trainer (``log_every_n_steps``) but
+    with no logger, checkpoint or progress bar: the loop only."""
     net = make_net(args)
     module = SegmentationModule(
         net,
@@ -100,6 +101,7 @@ def lightning_loop(args: argparse.Namespace, device: torch.device, batches: list
     steps = args.warmup + args.steps
     loader = [batches[i % len(batches)] for i in range(steps)]  # already batched, on the device
     trainer = L.Trainer(
+        log_every_n_steps=product_log_every(),
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
         precision="bf16-mixed" if args.bf16 else "32-true",

@@ -95,3 +95,23 @@ def test_profile_epoch_sees_the_attack_work(capsys):
     assert "aten::sign" in profiles["regenerate"].host and "aten::sign" in profiles["free"].host
     out = capsys.readouterr().out
     assert "wall ratio free / none" in out and "host self time, regenerate minus none" in out
+
+
+def test_profile_epoch_counts_each_kernel_once():
+    # the profiler credits a kernel's time both to its own event and to the launching host op
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import profile_epoch
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import EventList, FunctionEvent
+
+    common = dict(thread=0, input_shapes=[], stack=[], scope=0, use_device="cuda", cpu_memory_usage=0,
+                  device_memory_usage=0, is_async=False, sequence_nr=-1, device_index=0)  # fmt: skip
+    op = FunctionEvent(id=1, name="aten::mm", start_us=0, end_us=10, device_type=DeviceType.CPU, **common)
+    op.append_kernel("gemm_kernel", 0, 100)  # as the trace parser links a launched kernel
+    kernel = FunctionEvent(
+        id=2, name="gemm_kernel", start_us=5, end_us=105, device_type=DeviceType.CUDA, **common
+    )
+    events = EventList([op, kernel], use_device="cuda")
+    events._build_tree()
+    assert profile_epoch.self_times(events.key_averages(), device=True) == {"gemm_kernel": 0.1}
+    assert set(profile_epoch.self_times(events.key_averages(), device=False)) == {"aten::mm"}
