@@ -175,6 +175,9 @@ def test_completed_sweep_job_is_skipped_only_for_the_same_config(tmp_path):
     assert str(out) in message and "different configuration" in message and "hydra.sweep.dir" in message
     assert "seed: 0 then, 2 now" in message and "lr: 0.001 then, 0.5 now" in message
     assert (out / "metrics.json").read_text() == kept  # the earlier run's record is untouched
+    (out / "config_resolved.yaml").write_text("seed: [\n")  # cut off: cannot vouch for the run
+    with pytest.raises(ConfigError, match="not a readable run config"):
+        run_entry(_never, same, output_dir=out)
     # no config_resolved.yaml to compare with: skipped as before
     (out / "config_resolved.yaml").unlink()
     assert run_entry(_never, other, output_dir=out)["seed"] == 0

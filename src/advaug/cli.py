@@ -33,6 +33,21 @@ def user_error(exc: BaseException | None) -> AdvaugError | None:
 RUN_CONFIG = "config_resolved.yaml"  # written by advaug.training.train
 
 
+def _stored_config(stored: Path) -> dict[str, Any]:
+    """The run config saved in ``stored``; :class:`ConfigError` when it cannot be read as one."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(stored))
+    except Exception as exc:  # unreadable: it cannot vouch for the run
+        config = exc
+    if not isinstance(config, dict):
+        why = " ".join(str(config).split())[:200]  # a YAML error spans lines: keep the message one line
+        raise ConfigError(
+            f"{stored}: not a readable run config ({why}), so the completed run in {stored.parent} cannot "
+            "be matched to this job. Sweep into a new folder: hydra.sweep.dir=<new folder>."
+        )
+    return config
+
+
 def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
     """Raise :class:`ConfigError` when the completed run in ``output_dir`` was made with another
     configuration than ``cfg`` (keys that do not change results aside, see
@@ -46,13 +61,7 @@ def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
     stored = Path(output_dir) / RUN_CONFIG
     if not stored.is_file():
         return
-    try:
-        old = OmegaConf.to_container(OmegaConf.load(stored))
-    except Exception as exc:  # unreadable: it cannot vouch for the run
-        raise ConfigError(
-            f"{stored}: unreadable ({exc}), so the completed run in {output_dir} cannot be matched to "
-            "this job. Sweep into a new folder: hydra.sweep.dir=<new folder>."
-        ) from None
+    old = _stored_config(stored)
     run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     # through YAML as train() wrote it, so that both sides have the same types
     new = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(run_cfg, resolve=True)))
