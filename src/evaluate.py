@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run without installi
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from advaug.cli import run_entry  # noqa: E402
+from advaug.cli import check_choices, run_entry  # noqa: E402
 from advaug.evaluation import evaluate_checkpoint  # noqa: E402
 from advaug.utils.config import register_resolvers  # noqa: E402
 
@@ -30,4 +30,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_choices(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")  # one-line error
     main()
