@@ -5,8 +5,9 @@ import json
 import pytest
 from conftest import ROOT, TINY, compose_config, run_entry_script
 
-from advaug.config_checks import check_config
+from advaug.config_checks import check_config, check_gan_config
 from advaug.errors import ConfigError
+from advaug.gan.training import train_gan
 from advaug.training import train
 
 AUGS = sorted(p.stem for p in (ROOT / "conf" / "aug").glob("*.yaml") if not p.stem.startswith("_"))
@@ -33,6 +34,32 @@ def test_shipped_configs_pass(aug, tmp_path):
             r"dataset\.image_size=100: .* multiple of 32 \(e\.g\. dataset\.image_size=96",
         ),
         (["seed=-3"], r"seed=-3"),
+        (["dataset=folder"], r"^dataset\.root is not set: .* \(e\.g\. dataset\.root=/path/to/data\)"),
+        (["model.net.encoder_name=resnet19"], r"encoder_name=resnet19: not a segmentation_models_pytorch"),
+        (["model.net.encoder_depth=4"], r"decoder_channels has 5 widths but model\.net\.encoder_depth=4"),
+        (["optim.optimizer.lr=-1"], r"optim\.optimizer\.lr=-1: must be > 0"),
+        (["optim=paper", "optim.optimizer.lr=0"], r"optim\.optimizer\.lr=0: must be > 0"),
+        (["dataset.num_workers=-1"], r"dataset\.num_workers=-1: must be a whole number >= 0"),
+        (["trainer.precision=foo"], r"trainer\.precision=foo: not a Lightning precision"),
+        (["trainer.devices=0"], r"trainer\.devices=0: at least one device"),
+        (["batch_size=1"], r"^batch_size=1: .*BatchNorm .* \(e\.g\. batch_size=2\)"),
+        (["dataset.batch_size=1"], r"^dataset\.batch_size=1: .*BatchNorm"),
+        (["aug=gan", "aug.gan.steps=0"], r"^aug\.gan\.steps=0: must be a whole number >= 1"),
+        (["aug=gan", "aug.gan.batch_size=0"], r"^aug\.gan\.batch_size=0"),
+        (["aug=gan", "aug.gan.module.depth=1"], r"^aug\.gan\.module\.depth=1: .*2 levels"),
+        # 128 = 2**7: divisible, but a 1x1 innermost map (BatchNorm fails on a batch of one)
+        (
+            ["aug=gan", "aug.gan.module.depth=7"],
+            r"^aug\.gan\.module\.depth=7: .*\(e\.g\. aug\.gan\.module\.depth=6",
+        ),
+        (
+            ["aug=gan", "dataset.image_size=96", "aug.gan.module.depth=6"],
+            r"^aug\.gan\.module\.depth=6: .*divisible .*\(e\.g\. aug\.gan\.module\.depth=5",
+        ),
+        (
+            ["aug=gan", "aug.gan.module.disc_layers=6"],
+            r"^aug\.gan\.module\.disc_layers=6: the PatchGAN .*\(e\.g\. aug\.gan\.module\.disc_layers=5\)",
+        ),
     ],
 )
 def test_bad_values_are_one_clear_error(overrides, message, tmp_path):
@@ -46,6 +73,44 @@ def test_train_refuses_before_writing_anything(tmp_path, tiny_overrides):
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
         train(cfg)
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("precision", ["32", "32-true", "16-mixed", "bf16-mixed", "64"])
+def test_lightning_precisions_pass(precision, tmp_path):
+    check_config(compose_config([f"trainer.precision={precision}"], tmp_path))
+
+
+def test_gan_checks_name_the_train_gan_keys(tmp_path):
+    # src/train_gan.py's recipe is at `gan`, not `aug.gan`: the message names what the user types
+    for overrides, message in (
+        (["gan.steps=0"], r"^gan\.steps=0"),
+        (["dataset.image_size=32", "gan.module.depth=5"], r"^gan\.module\.depth=5: .*gan\.module\.depth=4"),
+        (["dataset.image_size=32", "gan.module.disc_layers=4"], r"^gan\.module\.disc_layers=4"),
+    ):
+        cfg = compose_config(overrides, tmp_path, config_name="train_gan")
+        with pytest.raises(ConfigError, match=message):
+            check_gan_config(cfg)
+        with pytest.raises(ConfigError, match=message):
+            train_gan(cfg)
+        assert not (tmp_path / "run").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["aug=fgsm", "aug.precision=fp16"], "precision"),
+        (["aug=flip", "aug.fraction=-1"], "fraction"),
+    ],
+)
+def test_constructor_errors_write_nothing(overrides, message, tmp_path, tiny_overrides):
+    # raised while building the callbacks, after check_config: the run folder must stay unmade
+    from advaug.cli import user_error
+
+    cfg = compose_config([*tiny_overrides, "trainer.max_epochs=1", *overrides], tmp_path)
+    with pytest.raises(Exception) as info:
+        train(cfg)
+    assert isinstance(user_error(info.value), ConfigError) and message in str(user_error(info.value))
+    assert not (tmp_path / "run").exists()
 
 
 def run_train(args, cwd):
@@ -86,3 +151,14 @@ def test_bad_value_exits_2_and_marks_the_run_failed(tmp_path):
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "failed" and "trainer.max_epochs=-1" in record["error"]
     assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "check_data.py", "train_gan.py"])
+def test_other_entry_scripts_refuse_unknown_choices_in_one_line(script, tmp_path):
+    proc = run_entry_script(script, ["dataset=foo", f"paths.log_dir={tmp_path / 'logs'}"], tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: dataset=foo: no such choice (no conf/dataset/foo.yaml)"
+    )
+    assert not (tmp_path / "logs").exists()

@@ -55,14 +55,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     check_config(cfg)  # bad values fail here, before anything is built or written
     ckpt_path = resolve_ckpt_path(cfg)  # None, or the checkpoint to resume (docs/troubleshooting.md)
+    L.seed_everything(cfg.seed, workers=True)
+    # built before anything is written: a ConfigError from a constructor (aug.fraction, aug.precision,
+    # the GAN recipe) must leave no config_resolved.yaml behind, like one from check_config
+    datamodule, model, trainer = build(cfg)
+    check_launch(trainer)
     out.mkdir(parents=True, exist_ok=True)
     run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose API adds `hydra`
     if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
         atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(run_cfg, resolve=True))
-    L.seed_everything(cfg.seed, workers=True)
-
-    datamodule, model, trainer = build(cfg)
-    check_launch(trainer)
     log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
     if cfg.get("validate_before_training", True) and not ckpt_path:
         trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advaug.errors import ConfigError, TrainingDivergedError
-from advaug.gan.networks import PatchDiscriminator, UNetGenerator
+from advaug.gan.networks import PatchDiscriminator, UNetGenerator, key
 
 
 class Pix2PixGAN(L.LightningModule):
@@ -36,9 +36,9 @@ class Pix2PixGAN(L.LightningModule):
     ) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ConfigError(f"gan.module.num_classes={num_classes}: need background plus a class.")
+            raise ConfigError(f"{key('module.num_classes')}={num_classes}: need background plus a class.")
         if l1_weight < 0:
-            raise ConfigError(f"gan.module.l1_weight={l1_weight}: must be >= 0.")
+            raise ConfigError(f"{key('module.l1_weight')}={l1_weight}: must be >= 0.")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: hparams are saved with the weights
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -87,7 +87,7 @@ class Pix2PixGAN(L.LightningModule):
         if bad:
             raise TrainingDivergedError(
                 f"GAN loss {bad[0]} became non-finite at step {batch_idx} of epoch {self.current_epoch}; "
-                "lower gan.module.lr or raise gan.module.l1_weight."
+                f"lower {key('module.lr')} or raise {key('module.l1_weight')}."
             )
         self.log_dict(losses, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(images))
 

@@ -9,6 +9,12 @@ from torch import nn
 from advaug.errors import ConfigError
 
 
+def key(name: str) -> str:
+    """A GAN config key as a user may type it: the recipe is ``gan`` in src/train_gan.py and
+    ``aug.gan`` in src/train.py, and a constructor cannot tell which (config_checks can)."""
+    return f"[aug.]gan.{name}"
+
+
 def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
     if norm:
@@ -45,7 +51,7 @@ class UNetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 2:
-            raise ConfigError(f"gan.module.depth={depth}: the U-Net needs at least 2 levels.")
+            raise ConfigError(f"{key('module.depth')}={depth}: the U-Net needs at least 2 levels.")
         widths = [ngf * min(2**i, 8) for i in range(depth)]
         self.depth = depth
         self.down = nn.ModuleList(
@@ -64,7 +70,7 @@ class UNetGenerator(nn.Module):
         if x.shape[-1] % side or x.shape[-2] % side:
             raise ConfigError(
                 f"GAN input {tuple(x.shape[-2:])} is not divisible by 2**depth={side}; "
-                "lower gan.module.depth or change dataset.image_size."
+                f"lower {key('module.depth')} or change dataset.image_size."
             )
         skips = []
         for block in self.down:

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from advaug.config_checks import check_gan_config
 from advaug.gan.recipe import GanRecipe
 from advaug.utils.io import atomic_write_json, read_json
 
@@ -22,6 +23,7 @@ def train_gan(cfg: DictConfig) -> dict[str, Any]:
     Writes ``gan.json`` (cache folder, training time, loss history) and ``gan_samples.png`` into
     ``cfg.paths.output_dir`` and returns the summary.
     """
+    check_gan_config(cfg)  # bad values fail here, before anything is built or written
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     datamodule = instantiate(cfg.dataset)
