@@ -118,3 +118,44 @@ def test_train_with_aug_gan_end_to_end(tmp_path, tiny_overrides):
     (cached,) = [p for p in (tmp_path / "logs" / "gan").iterdir() if p.is_dir()]
     info = json.loads((cached / "gan.json").read_text())
     assert info["train_pairs"] == 8  # the training split only
+
+
+def test_cache_key_covers_trainer_settings_and_normalises_spellings(tmp_path):
+    # a smoke run (max_steps=1, limit_train_batches=1) must not train into the full run's folder;
+    # equal settings spelled differently (32 / "32-true", 100 / 100.0) share one
+    import functools
+
+    import lightning as L
+
+    from advaug.gan import GanRecipe
+
+    images, masks = torch.rand(4, 3, 32, 32), torch.randint(0, 2, (4, 32, 32))
+
+    def key(module=(), **trainer):
+        base = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "enable_progress_bar": False}
+        gan = functools.partial(Pix2PixGAN, num_classes=2, depth=3, **dict(module))
+        recipe = GanRecipe(gan, functools.partial(L.Trainer, **(base | trainer)), str(tmp_path), steps=4)
+        return recipe.folder("x", images, masks).name
+
+    default = key()
+    for changed in (
+        {"max_steps": 1},
+        {"limit_train_batches": 1},
+        {"max_time": "00:00:01"},
+        {"deterministic": True},
+    ):
+        assert key(**changed) != default, changed
+    assert key(precision=32) == key(precision="32") == default
+    assert key(accelerator="gpu", devices=2, log_every_n_steps=1, enable_model_summary=True) == default
+    assert key(module={"l1_weight": 100}) == key(module={"l1_weight": 100.0})
+    assert key(module={"l1_weight": 10}) != key(module={"l1_weight": 100})
+
+
+def test_constructor_messages_name_both_config_paths():
+    # the recipe is `gan` under src/train_gan.py and `aug.gan` under src/train.py
+    with pytest.raises(ConfigError, match=r"^\[aug\.\]gan\.module\.depth=1"):
+        UNetGenerator(2, depth=1)
+    with pytest.raises(ConfigError, match=r"^\[aug\.\]gan\.steps=0"):
+        from advaug.gan import GanRecipe
+
+        GanRecipe(Pix2PixGAN, None, "unused", steps=0)

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from advaug.errors import ConfigError
 from advaug.gan.figures import pairs_grid
 from advaug.gan.module import Pix2PixGAN
+from advaug.gan.networks import key
 from advaug.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,48 @@ def fingerprint(images: torch.Tensor, masks: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+# Trainer keywords that do not change the trained generator: where it runs and what it reports.
+# ``max_epochs`` and ``logger`` are set by :meth:`GanRecipe._train` over the partial's own.
+COSMETIC_TRAINER_KEYS = frozenset(
+    {"accelerator", "devices", "log_every_n_steps", "logger", "callbacks", "default_root_dir", "max_epochs"}
+)
+
+
 def _plain(value: Any) -> Any:
     """Config values as JSON-able Python values (lists for sequences)."""
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=True)
     return list(value) if isinstance(value, tuple) else value
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with numbers as floats (``100`` and ``100.0`` hash alike), recursively."""
+    value = _plain(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _precision(value: Any) -> str:
+    """Lightning's one spelling of a precision (``32`` and ``"32"`` are ``"32-true"``)."""
+    from lightning.fabric.connector import _convert_precision_to_unified_args
+
+    try:
+        return str(_convert_precision_to_unified_args(value))
+    except (ValueError, TypeError):  # not one Lightning knows: the Trainer will say so
+        return str(value)
+
+
+def trainer_settings(trainer: Callable[..., L.Trainer]) -> dict[str, Any]:
+    """The trainer partial's keywords that change the trained generator, normalised."""
+    kwargs = trainer.keywords if isinstance(trainer, functools.partial) else {}
+    kept = {k: v for k, v in kwargs.items() if k not in COSMETIC_TRAINER_KEYS and not k.startswith("enable_")}
+    kept["precision"] = _precision(kept.get("precision", "32-true"))  # Lightning's default
+    return _canonical(kept)
 
 
 @contextmanager
@@ -95,7 +133,7 @@ class GanRecipe:
         num_grid: int = 8,
     ) -> None:
         if steps < 1 or batch_size < 1:
-            raise ConfigError(f"gan.steps={steps}, gan.batch_size={batch_size}: both must be >= 1.")
+            raise ConfigError(f"{key('steps')}={steps}, {key('batch_size')}={batch_size}: both must be >= 1.")
         self.module, self.trainer = module, trainer
         self.cache_dir, self.steps, self.batch_size = Path(cache_dir), int(steps), int(batch_size)
         self.seed, self.num_grid = int(seed), int(num_grid)
@@ -103,15 +141,14 @@ class GanRecipe:
     def settings(self) -> dict[str, Any]:
         """What determines the trained generator (hashed into the cache key)."""
         kwargs = self.module.keywords if isinstance(self.module, functools.partial) else {}
-        precision = (
-            self.trainer.keywords.get("precision") if isinstance(self.trainer, functools.partial) else None
-        )
+        # every trainer keyword that changes the result (max_steps, limit_train_batches, max_time,
+        # deterministic, precision, ...): a smoke run must not train into a full run's folder
         return {
             "format": FORMAT,
-            "module": {k: _plain(v) for k, v in sorted(kwargs.items())},
+            "module": _canonical(kwargs),
             "steps": self.steps,
             "batch_size": self.batch_size,
-            "precision": str(precision),
+            "trainer": trainer_settings(self.trainer),
             "seed": self.seed,
         }
 
