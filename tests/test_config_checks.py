@@ -42,8 +42,11 @@ def test_shipped_configs_pass(aug, tmp_path):
         (["dataset.num_workers=-1"], r"dataset\.num_workers=-1: must be a whole number >= 0"),
         (["trainer.precision=foo"], r"trainer\.precision=foo: not a Lightning precision"),
         (["trainer.devices=0"], r"trainer\.devices=0: at least one device"),
-        (["batch_size=1"], r"^batch_size=1: .*BatchNorm .* \(e\.g\. batch_size=2\)"),
-        (["dataset.batch_size=1"], r"^dataset\.batch_size=1: .*BatchNorm"),
+        (
+            ["batch_size=1", "dataset.image_size=32"],
+            r"^batch_size=1 at .*BatchNorm .* \(e\.g\. batch_size=2\)",
+        ),
+        (["dataset.batch_size=1", "dataset.image_size=32"], r"^dataset\.batch_size=1 at .*BatchNorm"),
         (["aug=gan", "aug.gan.steps=0"], r"^aug\.gan\.steps=0: must be a whole number >= 1"),
         (["aug=gan", "aug.gan.batch_size=0"], r"^aug\.gan\.batch_size=0"),
         (["aug=gan", "aug.gan.module.depth=1"], r"^aug\.gan\.module\.depth=1: .*2 levels"),
@@ -66,6 +69,12 @@ def test_bad_values_are_one_clear_error(overrides, message, tmp_path):
     cfg = compose_config(overrides, tmp_path)
     with pytest.raises(ConfigError, match=message):
         check_config(cfg)
+
+
+def test_batch_of_one_is_fine_where_the_deepest_map_is_larger_than_1x1(tmp_path):
+    check_config(compose_config(["batch_size=1"], tmp_path))  # 128 / 2**5 = 4x4
+    check_config(compose_config(["batch_size=1", "dataset.image_size=32", "model.net.encoder_depth=4",
+                                 "model.net.decoder_channels=[32,16,16,8]"], tmp_path))  # fmt: skip
 
 
 def test_train_refuses_before_writing_anything(tmp_path, tiny_overrides):

@@ -169,12 +169,18 @@ def check_data(cfg: DictConfig) -> None:
             f"dataset.num_workers={workers}: must be a whole number >= 0 (0 loads in the main "
             "process; e.g. dataset.num_workers=4)."
         )
+    size = OmegaConf.select(cfg, "dataset.image_size", default=None)
+    depth = OmegaConf.select(cfg, "model.net.encoder_depth", default=None) or 5  # smp's default
+    # BatchNorm needs 2 values per channel: one sample is enough unless the encoder's deepest map
+    # is 1x1 (image_size / 2**encoder_depth < 2)
+    one_by_one = isinstance(size, int) and isinstance(depth, int) and size // 2**depth < 2
     for key in ("batch_size", "dataset.batch_size"):  # batch_size first: the one users type
         _positive_int(cfg, key, "8")
-        if OmegaConf.select(cfg, key, default=None) == 1:
+        if OmegaConf.select(cfg, key, default=None) == 1 and one_by_one:
             raise ConfigError(
-                f"{key}=1: the UNet's BatchNorm layers need at least 2 samples per training batch "
-                f"(e.g. {key}=2); dataset.eval_batch_size may be 1."
+                f"{key}=1 at dataset.image_size={size}: the encoder's deepest map is 1x1, where its "
+                f"BatchNorm layers need at least 2 samples per training batch (e.g. {key}=2); "
+                "dataset.eval_batch_size may be 1."
             )
 
 
