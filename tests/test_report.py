@@ -229,14 +229,14 @@ def test_an_override_that_repeats_the_default_is_no_variant(tmp_path):
     assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm", "fgsm [aug.eps=0.05]"]
 
 
-def eval_job(folder, run, dataset, aug, seed, rows):
+def eval_job(folder, run, dataset, aug, seed, rows, **meta_extra):
     """A src/evaluate.py output folder as evaluate_checkpoint leaves it: robustness.json whose meta
     names the scored checkpoint, and an evaluate config without the training keys (no trainer.*)."""
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(f"- ckpt_path={run}/checkpoints/best.ckpt\n")
     (folder / ".hydra" / "config.yaml").write_text("task_name: evaluate\nrobustness: {eps: [0.0118]}\n")
     meta = {"source": "evaluate", "ckpt_path": str(run.resolve() / "checkpoints" / "best.ckpt"),
-            "dataset": dataset, "aug": aug, "seed": seed}  # fmt: skip
+            "dataset": dataset, "aug": aug, "seed": seed, **meta_extra}  # fmt: skip
     rows = [{"method": m, "attack": m, "eps": e, "labels": lab, "steps": 1, "miou": v, "iou_fg": v, "dice": v}
             for m, e, lab, v in rows]  # fmt: skip
     (folder / "robustness.json").write_text(json.dumps({"meta": meta, "rows": rows}))
@@ -325,6 +325,27 @@ def test_table2_keeps_one_value_per_model_an_evaluation_replaces_its_runs(tmp_pa
     assert t2[("after: invfgsm", "eps=0.0118")]["mean"] == pytest.approx((0.26 + 0.21 + 0.22) / 3)
     assert t2[("after: invfgsm", "clean")]["mean"] == pytest.approx((0.75 + 0.71 + 0.72) / 3)
     assert t2[("after: invfgsm", "eps=0.05")]["n"] == 1
+
+
+def test_robustness_off_the_whole_test_split_stays_out_of_table2(tmp_path, caplog):
+    # Table 2 holds whole-test-split scores: an evaluation of the val split, or of a few batches,
+    # must neither replace nor join them (it used to, under the "test split" title)
+    for s in range(2):
+        job = make_job(tmp_path / "train" / f"inv_{s}", "polyp", "invfgsm", s, 0.7,
+                       robustness={("pgd", 0.0118, "true"): 0.2})  # fmt: skip
+        resolved(job, s, "invfgsm")
+    rows = [("clean", 0.0, "none", 0.9), ("pgd", 0.0118, "true", 0.9)]
+    run0 = tmp_path / "train" / "inv_0"
+    eval_job(tmp_path / "evaluate" / "val", run0, "polyp", "invfgsm", 0, rows, split="val")
+    eval_job(tmp_path / "evaluate" / "few", run0, "polyp", "invfgsm", 0, rows, split="test",
+             grid={"max_batches": 2})  # fmt: skip
+    t2 = {(r["row"], r["column"]): r for r in table2(collect([tmp_path])) if r["metric"] == "miou"}
+    assert t2[("after: invfgsm", "eps=0.0118")]["mean"] == pytest.approx(0.2)
+    assert t2[("after: invfgsm", "clean")]["mean"] == pytest.approx(0.7)
+    with caplog.at_level("WARNING"):
+        page = write_report([tmp_path], tmp_path / "out")["tables.md"].read_text()
+    assert "scored on the val split" in page and "scored on 2 test batches only" in page
+    assert "left out of Table 2" in caplog.text
 
 
 def test_one_seed_in_two_folders_is_an_error_and_overlapping_roots_count_once(tmp_path):

@@ -91,8 +91,23 @@ def table1(jobs: Sequence[Job], epochs: Sequence[int]) -> list[dict[str, Any]]:
     return out
 
 
+def table2_scope(job: Job) -> str:
+    """Why a job's robustness.json is not a Table 2 cell ("" when it is one): Table 2 is the whole
+    test split, so a grid scored on another split or on ``max_batches`` batches stays out."""
+    meta = (job.robustness or {}).get("meta") or {}
+    split = meta.get("split", "test")
+    max_batches = (meta.get("grid") or {}).get("max_batches")
+    if split != "test":
+        return f"scored on the {split} split"
+    if max_batches is not None:
+        return f"scored on {max_batches} test batches only (robustness.max_batches)"
+    return ""
+
+
 def _robustness_rows(job: Job) -> list[dict[str, Any]]:
-    return (job.robustness or {}).get("rows", []) if job.ok or job.status == "evaluation" else []
+    if not (job.ok or job.status == "evaluation") or table2_scope(job):
+        return []
+    return (job.robustness or {}).get("rows", [])
 
 
 def _job_cells(job: Job) -> dict[tuple[str, str, float, str], float | None]:

@@ -152,6 +152,11 @@ def write_report(
     md += _section(t1, split_by_dataset=True)
     md += ["## Table 2: robustness before (aug=none) / after (augmented training), test split", ""]
     md += _section(t2, split_by_dataset=True, row_header="model") if t2 else ["_no robustness.json found_\n"]
+    outside = [(j, aggregate.table2_scope(j)) for j in jobs if j.robustness and aggregate.table2_scope(j)]
+    if outside:
+        md += ["Not in Table 2 (it holds whole-test-split scores only):", ""]
+        md += [f"- `{os.path.relpath(j.path, out)}`: {why}" for j, why in outside]
+        md.append("")
     md += ["## Table 3: final test scores (best checkpoint) per method × dataset", ""]
     md += _section(t3, split_by_dataset=False)
     margins = [r for ref in compare for m in aggregate.METRICS for r in aggregate.compare(ok, ref, m)]
@@ -193,4 +198,6 @@ def write_report(
     written["tables.md"] = written[page.name]
     for job in bad:
         log.warning("job %s: %s (%s)", job.path, job.status, job.reason)
+    for job, why in outside:
+        log.warning("job %s: robustness.json left out of Table 2: %s", job.path, why)
     return written
