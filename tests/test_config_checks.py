@@ -171,3 +171,14 @@ def test_other_entry_scripts_refuse_unknown_choices_in_one_line(script, tmp_path
         "error: dataset=foo: no such choice (no conf/dataset/foo.yaml)"
     )
     assert not (tmp_path / "logs").exists()
+
+
+def test_unquoted_sweep_job_path_is_one_line_with_the_quoted_form(capsys):
+    from advaug.cli import check_path_quoting
+
+    job = "logs/train/multiruns/t/0_aug=none,seed=0/checkpoints/best.ckpt"
+    with pytest.raises(SystemExit) as stop:
+        check_path_quoting([f"ckpt_path={job}"])
+    assert stop.value.code == 2
+    assert f"quote it: \"ckpt_path='{job}'\"" in capsys.readouterr().err
+    check_path_quoting([f"ckpt_path='{job}'", "dataset.root=/a,/b", "seed=1"])  # quoted; a sweep list

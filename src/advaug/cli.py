@@ -131,12 +131,34 @@ def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None 
         raise
 
 
+# overrides that take a file or folder path: sweep job folders hold '=' (and ',') in their names
+PATH_KEYS = ("ckpt_path", "resume_dir", "dataset.root", "hydra.run.dir", "hydra.sweep.dir")
+
+
+def check_path_quoting(argv: list[str]) -> None:
+    """Refuse an unquoted path override whose value Hydra's grammar would misread (a sweep job
+    folder such as ``.../0_aug=none,seed=0/...``), in one line naming the quoted form (exit 2)."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or not (key in PATH_KEYS or key.startswith("paths.")) or value[:1] in ("'", '"'):
+            continue
+        if "=" in value:  # never valid unquoted (a ',' may be a sweep list, '(' a sweep function)
+            print(
+                f"error: {key}={value}: the path holds '=' (as sweep job folders do), which Hydra "
+                f"reads as override syntax; quote it: \"{key}='{value}'\"",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+
 def check_choices(argv: list[str], conf_dir: str | Path) -> None:
     """Refuse ``group=choice`` overrides naming no ``conf/<group>/<choice>.yaml`` in one line (exit 2).
 
     Hydra refuses them too, but with a multi-line message; this runs before ``@hydra.main``.
     Sweep lists (``aug=fgsm,foo``) are checked item by item; other override syntax is left to Hydra.
     """
+    check_path_quoting(argv)
     conf_dir = Path(conf_dir)
     for arg in argv:
         key, sep, value = arg.partition("=")
