@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -365,3 +366,24 @@ def test_ddp_free_mode_pool_holds_each_sample_once(tmp_path, phantom_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     sizes = re.findall(r"adversarial pool for epoch \d+: num_samples=(\d+)", proc.stdout + proc.stderr)
     assert sizes == ["9", "9"]
+
+
+def test_csv_metrics_survive_a_resume_in_the_same_folder(tmp_path):
+    # Lightning's writer deletes metrics.csv when its folder is not empty: a run resumed in place
+    # lost every row logged before the interruption
+    from advaug.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    first.log_metrics({"val/miou": 0.5}, step=0)
+    first.log_metrics({"train/loss_step": 0.9}, step=4)
+    first.save()
+    again = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    again.log_metrics({"train/loss_step": 0.8}, step=9)
+    again.log_metrics({"val/dice": 0.3}, step=9)  # a key the file has no column for yet
+    again.save()
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["0", "4", "9", "9"]
+    assert (
+        rows[0]["val/miou"] == "0.5" and rows[2]["train/loss_step"] == "0.8" and rows[3]["val/dice"] == "0.3"
+    )

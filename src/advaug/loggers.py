@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
 from advaug.errors import ConfigError
 
@@ -26,6 +30,36 @@ def wandb_mode(offline: bool, mode: str | None = None) -> tuple[str, str]:
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"], f"WANDB_MODE={os.environ['WANDB_MODE']}"
     return ("offline" if offline else "online"), f"logger.wandb.offline={str(offline).lower()}"
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted: a run
+    resumed in its own folder keeps the rows logged before the interruption (the steps of an
+    epoch cut short appear twice, once per attempt)."""
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir=log_dir)
+        path = Path(self.metrics_file_path)
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                header = next(csv.reader(f), [])
+            self.metrics_keys = list(header)  # save() appends, or rewrites when keys are new
+
+    def _check_log_dir_exists(self) -> None:  # Lightning deletes metrics.csv here
+        pass
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` whose ``metrics.csv`` survives a resume in the same folder
+    (Lightning's writer deletes it when the folder is not empty)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        existing = self._fs.isfile(Path(self.log_dir) / ExperimentWriter.NAME_METRICS_FILE)
+        if self._experiment is None and existing and rank_zero_only.rank == 0:  # others: a dummy
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return super().experiment
 
 
 class WandbLogger(_LightningWandbLogger):
