@@ -106,3 +106,17 @@ def test_check_data_refuses_a_foreign_synthetic_root(tmp_path):
     with pytest.raises(DatasetError, match="was not made by the synthetic phantom generator"):
         check_dataset_config(dataset)
     assert (root / "notes.txt").read_text() == "annotations"
+
+
+def test_check_data_never_replaces_a_synthetic_set_made_with_other_settings(tmp_path, caplog):
+    def node(num_images):
+        gen = {"_target_": "advaug.data.SyntheticPhantomGenerator", "num_images": num_images, "size": 32}
+        return OmegaConf.create({"root": str(tmp_path / "syn"), "generator": gen, "split": None})
+
+    summary = check_dataset_config(node(8))  # none there yet: generated, as train.py would
+    assert summary["counts"]["pairs"] == 8
+    before = (tmp_path / "syn" / "dataset.json").read_text()
+    with caplog.at_level("WARNING"):
+        summary = check_dataset_config(node(12))  # other settings: checked as it is
+    assert summary["counts"]["pairs"] == 8 and (tmp_path / "syn" / "dataset.json").read_text() == before
+    assert "would regenerate it" in caplog.text

@@ -7,6 +7,7 @@ the folder holds: pairs per split, image sizes and modes, the mask class histogr
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 
 from advaug.data.folder import SPLITS, find_pairs, open_image, read_mask_ids, resolve_splits
 from advaug.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 GRAYSCALE_MODES = ("1", "L", "LA", "P", "I", "I;16", "I;16B", "F")
 
@@ -104,14 +107,27 @@ def format_summary(summary: dict[str, Any]) -> str:
 def check_dataset_config(dataset: Any) -> dict[str, Any]:
     """:func:`check_dataset` for a ``dataset`` config node (conf/dataset/*.yaml).
 
-    Generates the embedded synthetic set first when the config has a ``generator``.
+    Generates the embedded synthetic set first when the config has a ``generator`` and the folder
+    holds none; a set generated with other settings is checked as it is, never replaced (a
+    training run would regenerate it: the summary says so).
     """
     root = Path(str(dataset.root))
     generator = dataset.get("generator")
     if generator:
         from hydra.utils import instantiate
 
-        instantiate(generator).ensure(root)
+        made = instantiate(generator)
+        recorded = made.recorded_settings(root)
+        if recorded is None:
+            made.ensure(root)
+        elif recorded != made.settings:
+            log.warning(
+                "%s holds the synthetic set generated with %s, not the configured %s: checking it as "
+                "it is (src/train.py with this config would regenerate it)",
+                root,
+                recorded,
+                made.settings,
+            )
     elif not root.is_dir() and dataset.get("prepare_hint"):
         raise DatasetError(f"dataset folder {root} does not exist. {dataset.prepare_hint}")
     split = dataset.get("split")

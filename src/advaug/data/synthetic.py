@@ -157,6 +157,10 @@ class SyntheticPhantomGenerator:
     def _is_current(self, root: Path) -> bool:
         return self._settings_of(root) == self.settings
 
+    def recorded_settings(self, root: str | Path) -> dict | None:
+        """The settings the set in ``root`` was generated with (None: no generated set there)."""
+        return self._settings_of(Path(root))
+
     def _refuse_foreign(self, root: Path) -> None:
         """Raise unless ``root`` is absent, an empty folder, or a generation of this generator."""
         if not root.exists() and not root.is_symlink():
