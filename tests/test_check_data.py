@@ -120,3 +120,12 @@ def test_check_data_never_replaces_a_synthetic_set_made_with_other_settings(tmp_
         summary = check_dataset_config(node(12))  # other settings: checked as it is
     assert summary["counts"]["pairs"] == 8 and (tmp_path / "syn" / "dataset.json").read_text() == before
     assert "would regenerate it" in caplog.text
+
+
+def test_many_image_sizes_are_summarised():
+    from advaug.data.check import _most_common
+
+    sizes = {f"{i}x{i}": 100 - i for i in range(20)}
+    line = _most_common(sizes)
+    assert line.startswith("0x0 (100), 1x1 (99)") and line.endswith("... and 12 more sizes")
+    assert _most_common({"8x8": 3}) == "8x8 (3)"

@@ -91,7 +91,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"dataset {summary['root']}: OK",
         f"  pairs: {counts['pairs']}  (train {counts['train']}, val {counts['val']}, test {counts['test']}; "
         f"split: {summary['split_source']})",
-        "  image sizes: " + ", ".join(f"{k} ({v})" for k, v in summary["sizes"].items()),
+        "  image sizes: " + _most_common(summary["sizes"]),
         "  image modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()),
         "  mask classes (pixels): "
         + ", ".join(
@@ -102,6 +102,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     lines += [f"  note: {n}" for n in summary["notes"]]
     return "\n".join(lines)
+
+
+def _most_common(counts: dict[str, int], top: int = 8) -> str:
+    """``"576x720 (600), 1072x1350 (100), ... and 331 more sizes"``: Kvasir has 333 sizes."""
+    shown = ", ".join(f"{k} ({v})" for k, v in list(counts.items())[:top])
+    rest = len(counts) - top
+    return shown + (f", ... and {rest} more sizes" if rest > 0 else "")
 
 
 def check_dataset_config(dataset: Any) -> dict[str, Any]:
