@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from advaug.errors import AdvaugError, ConfigError
-from advaug.runs import is_completed, read_status, record_failure
+from advaug.runs import RUN_CONFIG, is_completed, read_status, record_failure, run_config
 from advaug.utils.config import config_differences
 from advaug.utils.distributed import in_multirun, is_rank_zero
 
@@ -28,9 +28,6 @@ def user_error(exc: BaseException | None) -> AdvaugError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-RUN_CONFIG = "config_resolved.yaml"  # written by advaug.training.train
 
 
 def _stored_config(stored: Path) -> dict[str, Any]:
@@ -62,7 +59,7 @@ def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
     if not stored.is_file():
         return
     old = _stored_config(stored)
-    run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    run_cfg = run_config(cfg)
     # through YAML as train() wrote it, so that both sides have the same types
     new = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(run_cfg, resolve=True)))
     diffs = config_differences(old, new)

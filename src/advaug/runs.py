@@ -17,6 +17,17 @@ from advaug.utils.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+RUN_CONFIG = "config_resolved.yaml"  # the run's config, every interpolation resolved
+
+
+def run_config(cfg: Any) -> Any:
+    """``cfg`` without the ``hydra`` node (the compose API and a Hydra job add it): what a run
+    writes to ``RUN_CONFIG`` (resolved) and what a rerun's config is compared with."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+
+
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 
 

@@ -15,6 +15,7 @@ from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.resume import resolve_ckpt_path
+from advaug.runs import RUN_CONFIG, run_config
 from advaug.utils.distributed import check_launch, is_rank_zero
 from advaug.utils.environment import describe
 from advaug.utils.io import atomic_write_json, atomic_write_text
@@ -61,9 +62,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, trainer = build(cfg)
     check_launch(trainer)
     out.mkdir(parents=True, exist_ok=True)
-    run_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose API adds `hydra`
+    run_cfg = run_config(cfg)
     if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
-        atomic_write_text(out / "config_resolved.yaml", OmegaConf.to_yaml(run_cfg, resolve=True))
+        atomic_write_text(out / RUN_CONFIG, OmegaConf.to_yaml(run_cfg, resolve=True))
     log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
     if cfg.get("validate_before_training", True) and not ckpt_path:
         trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
