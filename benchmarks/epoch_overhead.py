@@ -124,7 +124,7 @@ def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tupl
         inference_mode=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        default_root_dir=tempfile.mkdtemp(prefix="advaug-bench-"),
+        default_root_dir=root.parent,  # inside main()'s temporary folder
     )
     sync(args.device)
     t0 = time.perf_counter()
