@@ -53,6 +53,25 @@ def test_summary_agrees_with_the_report_without_hydra_folders(tmp_path, capsys):
     assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 2}
 
 
+def test_summary_marks_completed_jobs_older_than_the_sweep_as_skipped(tmp_path):
+    _job(tmp_path, "0_seed=0", {"status": "completed", "test": {}}, ["seed=0"])
+    _job(tmp_path, "1_seed=1", {"status": "completed", "test": {}}, ["seed=1"])
+    _job(tmp_path, "2_seed=2", {"status": "failed", "error": "x"}, ["seed=2"])
+    for name, mtime in [("0_seed=0", 1000.0), ("1_seed=1", 3000.0), ("2_seed=2", 1000.0)]:
+        os.utime(tmp_path / name / "metrics.json", (mtime, mtime))
+    summary = summarize_sweep(tmp_path, started_at=2000.0)
+    assert summary["counts"] == {"ok": 2, "skipped": 1, "failed": 1}
+    assert [j.get("skipped", False) for j in summary["jobs"]] == [True, False, False]
+    assert "skipped" not in summarize_sweep(tmp_path)["counts"]  # no start time: nothing judged skipped
+
+    callback = SweepSummary()
+    callback.on_multirun_start(OmegaConf.create({}))
+    with pytest.raises(SystemExit):  # the failed job
+        callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert [j.get("skipped", False) for j in written["jobs"]] == [True, True, False]
+
+
 @pytest.mark.slow
 def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting(tmp_path):
     sweep = tmp_path / "sweep"
@@ -89,7 +108,9 @@ def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting
     assert again.returncode == 1
     assert "already holds a completed run: skipped" in again.stdout + again.stderr
     assert (sweep / ok["job"] / "metrics.json").read_text() == kept  # untouched, not retrained
-    assert json.loads((sweep / "summary.json").read_text())["counts"] == {"ok": 1, "failed": 3}
+    rerun = json.loads((sweep / "summary.json").read_text())
+    assert rerun["counts"] == {"ok": 1, "skipped": 1, "failed": 3}
+    assert [j["job"] for j in rerun["jobs"] if j.get("skipped")] == [ok["job"]]
 
 
 @pytest.mark.slow

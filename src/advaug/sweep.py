@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,27 @@ def _overrides(job_dir: Path) -> list[str]:
 SUMMARY_STATUS = {"completed": "ok", "evaluation": "ok", "failed": "failed", "missing": "incomplete"}
 
 
-def _entry(sweep_dir: Path, job: Job) -> dict[str, Any]:
-    """One job's line of summary.json: its folder, overrides, status, and test scores or error."""
+def _finished_before(job: Job, started_at: float | None) -> bool:
+    """Whether the job's metrics.json predates ``started_at``: a completed folder the sweep skipped."""
+    if started_at is None:
+        return False
+    try:
+        return (job.path / "metrics.json").stat().st_mtime < started_at
+    except OSError:
+        return False
+
+
+def _entry(sweep_dir: Path, job: Job, started_at: float | None = None) -> dict[str, Any]:
+    """One job's line of summary.json: its folder, overrides, status, and test scores or error;
+    ``skipped: true`` on a completed job whose results were written before ``started_at``."""
     entry: dict[str, Any] = {
         "job": job.path.relative_to(sweep_dir).as_posix(),
         "overrides": _overrides(job.path),
         "status": SUMMARY_STATUS[job.status],
     }
     if job.ok:
+        if _finished_before(job, started_at):
+            entry["skipped"] = True  # rerun of the sweep: kept, not trained again
         entry["test"] = (job.metrics or {}).get("test", {})
     elif job.status != "evaluation":
         # the run's own message when it recorded one, else why the report counts it as failed / missing
@@ -52,39 +66,49 @@ def _entry(sweep_dir: Path, job: Job) -> dict[str, Any]:
     return entry
 
 
-def summarize_sweep(sweep_dir: str | Path) -> dict[str, Any]:
+def summarize_sweep(sweep_dir: str | Path, started_at: float | None = None) -> dict[str, Any]:
     """Status of every job folder below ``sweep_dir``, found and judged as ``src/report.py`` does
     (:func:`~advaug.reporting.collect.find_job_dirs`, :func:`~advaug.reporting.collect.load_job`), so
     jobs without ``.hydra/`` (``hydra.output_subdir=null``) count too.
 
     ``ok``: metrics.json says completed (or an evaluation output); ``failed``: metrics.json says
     anything else, or is unreadable (with the message); ``incomplete``: no metrics.json (killed,
-    or still running).
+    or still running). With ``started_at`` (a ``time.time()``), completed jobs whose results
+    predate it are marked ``skipped`` and counted under ``counts["skipped"]`` too.
     """
     sweep_dir = Path(sweep_dir)
-    jobs = [_entry(sweep_dir, load_job(d)) for d in find_job_dirs(sweep_dir)]
+    jobs = [_entry(sweep_dir, load_job(d), started_at) for d in find_job_dirs(sweep_dir)]
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["status"]] = counts.get(job["status"], 0) + 1
+        if job.get("skipped"):
+            counts["skipped"] = counts.get("skipped", 0) + 1
     return {"sweep_dir": str(sweep_dir), "counts": counts, "jobs": jobs}
 
 
-def write_summary(sweep_dir: str | Path) -> dict[str, Any]:
+def write_summary(sweep_dir: str | Path, started_at: float | None = None) -> dict[str, Any]:
     """Write ``summary.json`` into ``sweep_dir`` (atomically) and return it."""
-    summary = summarize_sweep(sweep_dir)
+    summary = summarize_sweep(sweep_dir, started_at)
     atomic_write_json(Path(sweep_dir) / SUMMARY_FILE, summary)
     return summary
 
 
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, write ``summary.json`` and exit with status 1 if any job
-    did not complete (so scripts and CI notice), naming the failed jobs on stderr."""
+    did not complete (so scripts and CI notice), naming the failed jobs on stderr. Jobs a rerun
+    skipped (their folder already held the completed run) are marked ``skipped``."""
+
+    def __init__(self) -> None:
+        self.started_at: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started_at = time.time()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        summary = write_summary(sweep_dir)
+        summary = write_summary(sweep_dir, self.started_at)
         bad = [j for j in summary["jobs"] if j["status"] != "ok"]
         log.info("sweep summary: %s -> %s", summary["counts"], sweep_dir / SUMMARY_FILE)
         if bad:
