@@ -20,6 +20,17 @@ from advaug.cli import run_entry  # noqa: E402
 from advaug.reporting import write_report  # noqa: E402
 
 
+def _epoch_list(text: str) -> list[int]:
+    """``--epochs 0,10,20``: epoch numbers, 0 (before training) or more."""
+    try:
+        epochs = [int(e) for e in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected epoch numbers separated by commas") from None
+    if any(e < 0 for e in epochs):
+        raise argparse.ArgumentTypeError(f"{text!r}: epochs start at 0 (before training)")
+    return epochs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -28,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="where to write the report (default: the first folder)")
     parser.add_argument(
         "--epochs",
-        type=lambda s: [int(e) for e in s.split(",")],
+        type=_epoch_list,
         help="Table 1 epoch columns, e.g. 0,10,20,30 (default: 0/10/20/30 if reached, else 4 evenly spaced)",
     )
     parser.add_argument("--name", help="publish as <out>/<name>.md with its files in <out>/<name>/")

@@ -164,6 +164,22 @@ def test_report_script(sweep, tmp_path, capsys):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_report_warns_about_epoch_columns_no_run_reached(sweep, tmp_path, caplog, capsys):
+    spec = importlib.util.spec_from_file_location("report_script", ROOT / "src" / "report.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with caplog.at_level("WARNING"):
+        assert script.main([str(sweep), "--out", str(tmp_path / "r"), "--epochs", "0,30,50"]) == 0
+    assert "--epochs 50: no completed run recorded that epoch (last epoch reached: 30)" in caplog.text
+    assert "--epochs 30" not in caplog.text and "--epochs 0" not in caplog.text
+    assert "| method | epoch 0 | epoch 30 | epoch 50 | final |" in (tmp_path / "r" / "tables.md").read_text()
+    for bad in ("-1,10", "ten"):
+        with pytest.raises(SystemExit) as exc:
+            script.main([str(sweep), "--out", str(tmp_path / "bad"), "--epochs", bad])
+        assert exc.value.code == 2 and "--epochs" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_evaluate_outputs_count_in_table2_only(tmp_path):
     make_job(tmp_path / "train" / "0", "colon", "none", 0, 0.8, robustness={("pgd", 0.1176, "pred"): 0.4})
     ev = tmp_path / "evaluate" / "runs" / "t"

@@ -66,6 +66,21 @@ def _warn_unknown(option: str, names: Sequence[str] | None, jobs: Sequence[Job])
             )
 
 
+def _warn_missing_epochs(epochs: Sequence[int] | None, jobs: Sequence[Job]) -> None:
+    """Log a warning for each requested ``--epochs`` column that no completed run's history holds
+    (its cells would all be "—" without a word why)."""
+    reached = {r.get("epoch") for j in jobs for r in (j.metrics or {}).get("history", [])}
+    last = max((e for e in reached if isinstance(e, int)), default=None)
+    for epoch in epochs or ():
+        if epoch not in reached:
+            log.warning(
+                "--epochs %d: no completed run recorded that epoch (last epoch reached: %s), so its "
+                "Table 1 column is empty",
+                epoch,
+                "none" if last is None else last,
+            )
+
+
 def _figure_name(dataset: Any, method: str, taken: set[str]) -> str:
     """A file name for a copied Fig. 3-4 grid: only ``[\\w.=-]`` (a label may hold ``/``, spaces,
     brackets), made unique among ``taken`` when two labels reduce to the same name."""
@@ -103,6 +118,7 @@ def write_report(
     jobs = collect(list(roots))  # first: a mistyped folder is an error, not an empty report
     _warn_unknown("--compare", compare, [j for j in jobs if j.ok])
     _warn_unknown("--figures", figures, jobs)
+    _warn_missing_epochs(epochs, [j for j in jobs if j.ok])
     out = Path(out_dir or roots[0])
     assets = out / name if name else out
     assets.mkdir(parents=True, exist_ok=True)
