@@ -58,7 +58,10 @@ job() {
   # shellcheck disable=SC2086  # EXTRA holds several overrides
   python3 src/train.py experiment=$EXPERIMENT trainer=$TRAINER aug=$aug seed=$seed $overrides \
     trainer.enable_progress_bar=false hydra.run.dir="$dir" $resume $EXTRA >> "$ROOT/_logs/${dir##*/}.log" 2>&1
-  echo "${dir##*/} rc=$? $(( $(date +%s) - t )) s $resume$stopped" | tee -a "$ROOT/_logs/jobs.txt"
+  local rc=$? status
+  # the run's own word: Lightning exits 0 on SIGTERM, so rc alone calls a stopped job a success
+  status=$(grep -o '"status": "[a-z]*"' "$dir/metrics.json" 2>/dev/null | head -n 1 | cut -d'"' -f4)
+  echo "${dir##*/} rc=$rc status=${status:-none} $(( $(date +%s) - t )) s $resume$stopped" | tee -a "$ROOT/_logs/jobs.txt"
 }
 pool() {
   for a in $METHODS; do for d in ${DATASETS:--}; do for s in $SEEDS; do echo "$a $s $d"; done; done; done |

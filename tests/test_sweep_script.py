@@ -47,7 +47,7 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
     config = (fgsm_job / "config_resolved.yaml").read_text()
     assert "eps: 0.05" in config and "fraction: 0.5" in config  # the variant's overrides reached the job
     ran = (root / "_logs" / "jobs.txt").read_text().splitlines()
-    assert len(ran) == 2 and all(" rc=0 " in line for line in ran)  # the rerun started nothing
+    assert len(ran) == 2 and all(" rc=0 status=completed " in line for line in ran)  # the rerun started nothing
     assert "2 completed jobs" in done.stdout
 
 
@@ -105,6 +105,7 @@ def test_deadline_stops_and_waits_for_every_job(tmp_path):
     metrics = root / "none_seed0" / "metrics.json"
     status = json.loads(metrics.read_text())["status"] if metrics.is_file() else None
     assert status in (None, "interrupted")  # killed before training began, or saved as interrupted
+    assert f" status={status or 'none'} " in line  # the run's own status, not only Lightning's rc=0
 
 
 REPRODUCE = ROOT / "scripts" / "reproduce_kvasir.sh"
