@@ -232,3 +232,19 @@ def test_seeded_split_needs_train_and_fills_small_splits():
             every = split["train"] + split["val"] + split["test"]
             assert sorted(every) == sorted(str(i) for i in range(n))  # disjoint and complete
             assert all(split.values())
+
+
+def test_class_id_masks_under_binary_config_name_num_classes(tmp_path):
+    # a 4-class mask (ids 0..3) under the default num_classes=2: the fix is num_classes=4, not the
+    # JPEG threshold (which would turn every class into background)
+    ids = np.zeros((20, 24), np.uint8)
+    ids[2:6, 2:6], ids[8:12, 8:12], ids[14:18, 14:18] = 1, 2, 3
+    with pytest.raises(DatasetError, match=r"m\.png: mask values \{0, 1, 2, 3\}.*dataset\.num_classes=4") as err:
+        mask_to_ids(ids, tmp_path / "m.png", 2, None)
+    assert "mask_threshold=128" not in str(err.value).split("dataset.num_classes=4")[0]
+    with pytest.raises(DatasetError, match=r"dataset\.num_classes=4"):
+        mask_to_ids(ids, tmp_path / "m.png", 3, None)
+    # following the old advice (mask_threshold=128) must not silently erase the classes
+    with pytest.raises(DatasetError, match=r"m\.png: mask holds class ids 0\.\.3.*dataset\.mask_threshold=null"):
+        mask_to_ids(ids, tmp_path / "m.png", 2, 128)
+    assert mask_to_ids(ids, tmp_path / "m.png", 4, None).tolist() == ids.tolist()

@@ -132,10 +132,12 @@ def _single_channel(raw: np.ndarray, path: Path) -> np.ndarray:
 
 
 def threshold_erases_class_ids(raw: np.ndarray, threshold: int | None) -> bool:
-    """True when ``raw`` holds 0/1 class ids with some foreground that ``>= threshold`` would erase."""
-    if threshold is None or threshold <= 1 or raw.size == 0 or raw.max() != 1 or raw.min() < 0:
+    """True when ``raw`` holds class ids (whole values 0..k, k >= 1) that ``>= threshold`` would
+    all turn into background: 0/1 masks, or multi-class masks 0..3 under the JPEG threshold."""
+    if threshold is None or threshold <= 1 or raw.size == 0 or raw.min() < 0:
         return False
-    return bool(np.isin(raw, (0, 1)).all())
+    top = raw.max()
+    return bool(1 <= top < threshold and np.all(np.mod(raw, 1) == 0))
 
 
 def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | None) -> np.ndarray:
@@ -146,10 +148,13 @@ def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | 
     if raw.ndim == 3:
         raw = _single_channel(raw, path)
     if num_classes == 2 and threshold is not None:
-        if threshold_erases_class_ids(raw, threshold):  # 0/1 masks would all become background
+        if threshold_erases_class_ids(raw, threshold):  # class-id masks would all become background
+            top = int(raw.max())
+            more = "" if top == 1 else f" and set dataset.num_classes={top + 1}"
             raise DatasetError(
-                f"{path}: mask holds class ids 0/1, which dataset.mask_threshold={threshold} would turn "
-                "into background. Unset it (dataset.mask_threshold=null) for class-id masks."
+                f"{path}: mask holds class ids {'0/1' if top == 1 else f'0..{top}'}, which "
+                f"dataset.mask_threshold={threshold} would turn into background. Unset it "
+                f"(dataset.mask_threshold=null){more} for class-id masks."
             )
         return (raw >= threshold).astype(np.uint8)
     values = np.unique(raw)
@@ -166,6 +171,11 @@ def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | 
             "Negative values (ignore labels) are not supported: map them to a class id."
             if values.min() < 0
             else "Fractional values are not class ids: save masks as integers (class ids or 0/255)."
+        )
+    elif values.max() < 128:  # small whole values: class ids of more classes than configured
+        fix = (
+            f"They look like class ids 0..{values.max():g}: set dataset.num_classes={values.max() + 1:g}"
+            + (" (for lossy JPEG binary masks, dataset.mask_threshold=128 instead)." if num_classes == 2 else ".")
         )
     elif num_classes == 2:
         fix = "For lossy (JPEG) binary masks set dataset.mask_threshold=128."
