@@ -13,7 +13,7 @@ from advaug.errors import DatasetError
 
 def test_summary_of_phantoms(phantom_root):
     summary = check_dataset(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
-    assert summary["counts"] == {"pairs": 16, "train": 8, "val": 4, "test": 4}
+    assert summary["counts"] == {"pairs": 16, "train": 8, "val": 4, "test": 4, "unused": 0}
     assert summary["sizes"] == {"32x32": 16} and summary["modes"] == {"L": 16}
     fg = sum(int((np.asarray(Image.open(p)) == 255).sum()) for p in (phantom_root / "masks").glob("*.png"))
     assert summary["class_pixels"] == {"0": 16 * 32 * 32 - fg, "1": fg}
@@ -129,3 +129,21 @@ def test_many_image_sizes_are_summarised():
     line = _most_common(sizes)
     assert line.startswith("0x0 (100), 1x1 (99)") and line.endswith("... and 12 more sizes")
     assert _most_common({"8x8": 3}) == "8x8 (3)"
+
+
+def test_pairs_left_out_of_splits_json_are_named(tmp_path, caplog):
+    # a splits.json written before new images were added: the new pairs silently went unused
+    import json
+
+    from advaug.data.folder import resolve_splits
+
+    for name in "abcdef":
+        write_pair(tmp_path, name)
+    (tmp_path / "splits.json").write_text(json.dumps({"train": ["a", "b"], "val": ["c"], "test": ["d"]}))
+    summary = check_dataset(tmp_path)
+    assert summary["counts"]["unused"] == 2
+    assert any("2 pair(s) are in no split of splits.json" in n and "'e'" in n for n in summary["notes"])
+    assert "in no split" in format_summary(summary)
+    with caplog.at_level("WARNING"):
+        resolve_splits(tmp_path, list("abcdef"), {"train": 0.7, "val": 0.15, "test": 0.15}, 0)
+    assert "2 pair(s) are in no split of splits.json" in caplog.text

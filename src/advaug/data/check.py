@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from advaug.data.folder import SPLITS, find_pairs, open_image, read_mask_ids, resolve_splits
+from advaug.data.folder import (
+    SPLITS,
+    find_pairs,
+    open_image,
+    read_mask_ids,
+    resolve_splits,
+    unused_ids,
+    unused_note,
+)
 from advaug.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,9 @@ def check_dataset(
         pixels += counts[:num_classes]
         empty += int(counts[1:].sum() == 0)
     notes = []
+    left_out = unused_note(root / splits_file, [p.id for p in pairs], splits)
+    if left_out:
+        notes.append(left_out)
     grey = sum(n for m, n in modes.items() if m in GRAYSCALE_MODES)
     if 0 < grey < len(pairs):
         notes.append(
@@ -70,7 +81,11 @@ def check_dataset(
     total = int(pixels.sum())
     return {
         "root": str(root),
-        "counts": {"pairs": len(pairs), **{s: len(splits[s]) for s in SPLITS}},
+        "counts": {
+            "pairs": len(pairs),
+            **{s: len(splits[s]) for s in SPLITS},
+            "unused": len(unused_ids([p.id for p in pairs], splits)),
+        },
         "split_source": splits_file
         if (root / splits_file).is_file()
         else f"seeded ({ratios}, seed {split_seed})",
@@ -89,7 +104,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     counts = summary["counts"]
     lines = [
         f"dataset {summary['root']}: OK",
-        f"  pairs: {counts['pairs']}  (train {counts['train']}, val {counts['val']}, test {counts['test']}; "
+        f"  pairs: {counts['pairs']}  (train {counts['train']}, val {counts['val']}, test {counts['test']}"
+        f"{', unused ' + str(counts['unused']) if counts.get('unused') else ''}; "
         f"split: {summary['split_source']})",
         "  image sizes: " + _most_common(summary["sizes"]),
         "  image modes: " + ", ".join(f"{k} ({v})" for k, v in summary["modes"].items()),

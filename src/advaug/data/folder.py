@@ -7,6 +7,7 @@ into uint8 tensors: images (N, 3, S, S), masks (N, S, S) holding class ids.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from advaug.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
@@ -291,12 +294,33 @@ def seeded_split(ids: Sequence[str], ratios: dict[str, float], seed: int) -> dic
     }
 
 
+def unused_ids(ids: Sequence[str], splits: dict[str, list[str]]) -> list[str]:
+    """The ids in no split (a ``splits.json`` need not name every pair), sorted."""
+    used = {i for name in SPLITS for i in splits[name]}
+    return sorted(set(ids) - used)
+
+
+def unused_note(path: Path, ids: Sequence[str], splits: dict[str, list[str]]) -> str | None:
+    """One line naming the pairs that ``splits.json`` leaves out (they are never used), or None."""
+    unused = unused_ids(ids, splits)
+    if not unused:
+        return None
+    shown = ", ".join(f"'{i}'" for i in unused[:5]) + (" ..." if len(unused) > 5 else "")
+    return (
+        f"{len(unused)} pair(s) are in no split of {path.name} ({shown}): they are not used. Add them to "
+        f"{path} or delete it for a seeded split."
+    )
+
+
 def resolve_splits(
     root: Path, ids: Sequence[str], ratios: dict[str, float], seed: int, splits_file: str = "splits.json"
 ) -> dict[str, list[str]]:
     """The train/val/test ids: ``root/splits_file`` when present, else a seeded split; none empty."""
     path = Path(root) / splits_file
     splits = read_splits(path, ids) if path.is_file() else seeded_split(ids, ratios, seed)
+    note = unused_note(path, ids, splits)
+    if note:
+        log.warning("%s", note)
     for name in SPLITS:
         if not splits[name]:
             source = path.name if path.is_file() else f"dataset.split={dict(ratios)}"
