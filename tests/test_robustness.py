@@ -192,3 +192,32 @@ def test_repeated_grid_values_give_one_row_each(model_and_loader):
     assert rows[1]["images"] == rows[0]["images"] == 2  # each batch counted once
     with pytest.raises(ConfigError, match="robustness.max_batches"):
         evaluate_robustness(model, loader, methods=["fgsm"], eps=[0.1], labels=["true"], max_batches=0)
+
+
+def test_evaluate_checks_the_test_split_against_the_run(tiny_run, tmp_path, caplog):
+    # a seeded split changes when files are added to the folder: evaluate.py must not score a
+    # "test" split holding images the checkpoint was trained on without saying so
+    import shutil
+
+    metrics, run = tiny_run
+    recorded = json.loads((run / "splits.json").read_text())
+    grid = ["robustness.methods=[fgsm]", "robustness.eps=[0.01]", "robustness.labels=[pred]",
+            "robustness.figure.num_images=0"]  # fmt: skip
+    cfg = compose_config([f"ckpt_path={metrics['best_model_path']}", *grid], tmp_path / "same", "evaluate")
+    evaluate_checkpoint(cfg)
+    meta = json.loads((tmp_path / "same" / "run" / "robustness.json").read_text())["meta"]
+    assert meta["test_split"] == {"matches_run": True, "images": len(recorded["test"]), "trained_on": 0}
+
+    copy = tmp_path / "copy"
+    (copy / "checkpoints").mkdir(parents=True)
+    shutil.copy(run / "config_resolved.yaml", copy)
+    shutil.copy(metrics["best_model_path"], copy / "checkpoints" / "best.ckpt")
+    moved = recorded["test"][0]  # as if this test image had been a training image of the run
+    recorded["train"], recorded["test"] = recorded["train"] + [moved], recorded["test"][1:]
+    (copy / "splits.json").write_text(json.dumps(recorded))
+    cfg = compose_config([f"ckpt_path={copy / 'checkpoints' / 'best.ckpt'}", *grid], tmp_path / "moved", "evaluate")
+    with caplog.at_level("WARNING"):
+        evaluate_checkpoint(cfg)
+    meta = json.loads((tmp_path / "moved" / "run" / "robustness.json").read_text())["meta"]
+    assert meta["test_split"] == {"matches_run": False, "images": len(recorded["test"]) + 1, "trained_on": 1}
+    assert f"1 of its {len(recorded['test']) + 1} images ('{moved}') were in the run's train split or val split" in caplog.text

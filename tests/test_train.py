@@ -20,6 +20,11 @@ def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
     assert (out / "config_resolved.yaml").is_file()
     assert written["splits"] == {"train": 8, "val": 4, "test": 4}
+    # the ids of each split, in splits.json's own format: a seeded split is recorded with the run
+    # (copy it to <root>/splits.json to freeze it; evaluate.py checks its test split against it)
+    split_ids = json.loads((out / "splits.json").read_text())
+    assert {k: len(v) for k, v in split_ids.items()} == written["splits"]
+    assert len(set().union(*split_ids.values())) == 16
     env = written["environment"]  # provenance for reports: where and with what this ran
     assert env["device"].startswith("cpu") and env["precision"] == "32-true" and env["torch"]
     assert env["commit"] is None or len(env["commit"]) >= 7

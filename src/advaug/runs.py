@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 RUN_CONFIG = "config_resolved.yaml"  # the run's config, every interpolation resolved
+SPLITS_RECORD = "splits.json"  # the run's train/val/test ids, in <root>/splits.json's format
 
 
 def run_config(cfg: Any) -> Any:

@@ -15,7 +15,7 @@ from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.resume import resolve_ckpt_path
-from advaug.runs import RUN_CONFIG, run_config
+from advaug.runs import RUN_CONFIG, SPLITS_RECORD, run_config
 from advaug.utils.distributed import check_launch, is_rank_zero
 from advaug.utils.environment import describe
 from advaug.utils.io import atomic_write_json, atomic_write_text
@@ -69,6 +69,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("validate_before_training", True) and not ckpt_path:
         trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if is_rank_zero() and getattr(datamodule, "ids", None):
+        # the ids of each split (a seeded split changes when files are added): splits.json's format
+        atomic_write_json(out / SPLITS_RECORD, datamodule.ids)
 
     test: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback

@@ -3,6 +3,7 @@ run, and ``src/evaluate.py`` (a saved checkpoint re-scored on a test split)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from torch import nn
 from advaug.attacks import perturb
 from advaug.errors import ConfigError
 from advaug.evaluation.robustness import evaluate_robustness, write_robustness
+from advaug.runs import SPLITS_RECORD
 
 log = logging.getLogger(__name__)
 RUN_CONFIGS = ("config_resolved.yaml", ".hydra/config.yaml")
@@ -111,6 +113,39 @@ def find_run_config(ckpt_path: Path, explicit: str | None = None) -> Path:
     )
 
 
+def check_test_split(ckpt_path: Path, ids: dict[str, list[str]]) -> dict[str, Any] | None:
+    """Compare the test split being scored with the one the run recorded (``splits.json`` beside
+    its config): a seeded split changes when files are added to the folder, and its new "test"
+    images may then include training images. Warns on a difference; None without a record."""
+    record = next((f / SPLITS_RECORD for f in (ckpt_path.parent, ckpt_path.parent.parent)
+                   if (f / SPLITS_RECORD).is_file()), None)  # fmt: skip
+    if record is None:
+        return None
+    try:
+        run_ids = json.loads(record.read_text())
+        run_test, trained = set(run_ids["test"]), set(run_ids["train"]) | set(run_ids["val"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: cannot read the run's splits (%s); the test split is not checked", record, exc)
+        return None
+    test = ids["test"]
+    seen = sorted(i for i in test if i in trained)
+    result = {"matches_run": set(test) == run_test, "images": len(test), "trained_on": len(seen)}
+    if not result["matches_run"]:
+        shown = ", ".join(f"'{i}'" for i in seen[:5]) + (" ..." if len(seen) > 5 else "")
+        leak = (
+            f"{len(seen)} of its {len(test)} images ({shown}) were in the run's train split or val split, "
+            "so the scores are not a held-out result"
+            if seen
+            else "its images differ (none was trained on)"
+        )
+        log.warning(
+            "the test split scored here is not the run's test split (%s): %s. The dataset folder changed "
+            "since training: copy %s into the dataset folder as splits.json to score the run's own test split.",
+            record, leak, record,
+        )  # fmt: skip
+    return result
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """``src/evaluate.py``: rebuild the run's model, load ``cfg.ckpt_path``, score the grid on the test split.
 
@@ -145,6 +180,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         "aug": OmegaConf.select(run_cfg, "aug.name"),
         "seed": OmegaConf.select(run_cfg, "seed"),
     }
+    if not cfg.get("dataset") and getattr(datamodule, "ids", None):
+        meta["test_split"] = check_test_split(ckpt, datamodule.ids)
     out = Path(cfg.paths.output_dir)
     rows = run_robustness(cfg.robustness, model, datamodule, out, meta, device=device)
     log.info("outputs written to %s", out)
