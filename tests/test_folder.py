@@ -248,3 +248,30 @@ def test_class_id_masks_under_binary_config_name_num_classes(tmp_path):
     with pytest.raises(DatasetError, match=r"m\.png: mask holds class ids 0\.\.3.*dataset\.mask_threshold=null"):
         mask_to_ids(ids, tmp_path / "m.png", 2, 128)
     assert mask_to_ids(ids, tmp_path / "m.png", 4, None).tolist() == ids.tolist()
+
+
+def test_sixteen_bit_images_fixed_intensity_range(tmp_path):
+    # two CT-like 16-bit slices: soft tissue 1000 in both, one with bone at 4000. Per image (the
+    # default) each is stretched from its own min..max, so the same tissue gets two grey values;
+    # dataset.intensity_range=[0, 4095] maps both alike and clips what lies outside
+    from advaug.data.folder import load_image
+
+    soft = np.full((24, 24), 1000, np.uint16)
+    soft[0, 0] = 0
+    bone = soft.copy()
+    bone[10:15, 10:15] = 4000
+    bone[0, 1] = 5000  # above the window: clipped to white
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    Image.fromarray(bone).save(tmp_path / "bone.png")
+    assert Image.open(tmp_path / "soft.png").mode.startswith("I")
+    per_image = [load_image(tmp_path / f"{n}.png", 24)[0, 5, 5] for n in ("soft", "bone")]
+    assert per_image[0] != per_image[1]  # the documented default: each image its own range
+    fixed = [load_image(tmp_path / f"{n}.png", 24, intensity_range=(0, 4095)) for n in ("soft", "bone")]
+    expected = round(1000 / 4095 * 255)
+    assert fixed[0][0, 5, 5] == fixed[1][0, 5, 5] == expected
+    assert fixed[1][0, 0, 1] == 255 and fixed[1][0, 12, 12] == round(4000 / 4095 * 255)
+    write_pair(tmp_path / "ds", "bone", image=bone)
+    images, _ = load_pairs(find_pairs(tmp_path / "ds"), 24, 2, intensity_range=(0, 4095))
+    assert int(images[0, 0, 12, 12]) == round(4000 / 4095 * 255)
+    with pytest.raises(DatasetError, match=r"dataset\.intensity_range=\[5, 5\]: .*lower bound below the upper"):
+        load_image(tmp_path / "soft.png", 8, intensity_range=(5, 5))

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from advaug.data.folder import (
+    HIGH_DEPTH_MODES,
     SPLITS,
+    check_intensity_range,
     find_pairs,
     open_image,
     read_mask_ids,
@@ -37,6 +39,7 @@ def check_dataset(
     split: dict[str, float] | None = None,
     split_seed: int = 0,
     splits_file: str = "splits.json",
+    intensity_range: list[float] | None = None,
 ) -> dict[str, Any]:
     """Validate every pair under ``root``; return a summary dict or raise :class:`DatasetError`.
 
@@ -46,6 +49,7 @@ def check_dataset(
     ``notes`` (things that are handled but worth knowing).
     """
     root = Path(root)
+    intensity_range = check_intensity_range(intensity_range)
     pairs = find_pairs(root)
     ratios = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
     splits = resolve_splits(root, [p.id for p in pairs], ratios, split_seed, splits_file)
@@ -70,6 +74,17 @@ def check_dataset(
         notes.append(
             f"grayscale and colour images are mixed ({grey} grayscale): all are converted to RGB, "
             "grayscale by repeating the channel."
+        )
+    deep = sum(n for m, n in modes.items() if m in HIGH_DEPTH_MODES)
+    if deep:
+        notes.append(
+            f"{deep} image(s) are 16-bit, 32-bit or float greyscale: "
+            + (
+                f"mapped from dataset.intensity_range={list(intensity_range)} to 0..255 (clipped)."
+                if intensity_range is not None
+                else "each is stretched from its own min..max to 0..255, so one grey value means different "
+                "intensities in different images; for CT-like data set dataset.intensity_range=[lo,hi]."
+            )
         )
     if len(sizes) > 1:
         notes.append(f"{len(sizes)} different image sizes: all are resized to dataset.image_size.")
@@ -161,4 +176,5 @@ def check_dataset_config(dataset: Any) -> dict[str, Any]:
         split=None if split is None else {k: float(v) for k, v in split.items()},
         split_seed=int(dataset.get("split_seed", 0)),
         splits_file=str(dataset.get("splits_file", "splits.json")),
+        intensity_range=dataset.get("intensity_range"),
     )

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, ExtraPool, as_float_images
 from advaug.data.device_batches import DeviceBatches
-from advaug.data.folder import SPLITS, find_pairs, load_pairs, resolve_splits
+from advaug.data.folder import SPLITS, check_intensity_range, find_pairs, load_pairs, resolve_splits
 from advaug.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class SegmentationDataModule(L.LightningDataModule):
         split_seed: int = 0,
         splits_file: str = "splits.json",
         mask_threshold: int | None = None,
+        intensity_range: list[float] | None = None,
         transform: Callable | None = None,
         generator: Any | None = None,
         pin_memory: bool | None = None,
@@ -88,6 +89,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
         self.mask_threshold, self.transform = mask_threshold, transform
+        # 16-bit / float greyscale mapped from this (lo, hi) window; None: each image its min..max
+        self.intensity_range = check_intensity_range(intensity_range)
         self.generator, self.name, self.prepare_hint = generator, name, prepare_hint
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.ids: dict[str, list[str]] = {}
@@ -117,7 +120,11 @@ class SegmentationDataModule(L.LightningDataModule):
         # filled, or a retried setup() would return early without it
         data = {
             name: load_pairs(
-                [by_id[i] for i in ids[name]], self.image_size, self.num_classes, self.mask_threshold
+                [by_id[i] for i in ids[name]],
+                self.image_size,
+                self.num_classes,
+                self.mask_threshold,
+                self.intensity_range,
             )
             for name in SPLITS
         }

@@ -110,14 +110,36 @@ def image_size(path: Path) -> tuple[int, int]:
         raise _decode_error(path, exc) from exc
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels."""
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # 16/32-bit integer and float greyscale
+
+
+def check_intensity_range(intensity_range: Sequence[float] | None) -> tuple[float, float] | None:
+    """``dataset.intensity_range`` as (lo, hi) with lo < hi, or None (each image its own min..max)."""
+    if intensity_range is None:
+        return None
+    values = list(intensity_range)
+    if len(values) != 2 or not float(values[0]) < float(values[1]):
+        shown = "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+        raise DatasetError(
+            f"dataset.intensity_range={shown}: give two numbers, the lower bound below the upper "
+            "(e.g. dataset.intensity_range=[0,4095] for 12-bit CT), or null to scale each image by its own range."
+        )
+    return float(values[0]), float(values[1])
+
+
+def load_image(path: Path, size: int, intensity_range: Sequence[float] | None = None) -> np.ndarray:
+    """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels.
+
+    16-bit, 32-bit and float greyscale images are mapped to 0..255 from ``intensity_range``
+    (lo, hi), clipped, the same for every image; without it each image from its own min..max.
+    """
+    window = check_intensity_range(intensity_range)
     img = open_image(path)
-    if img.mode in ("I;16", "I;16B", "I", "F"):
+    if img.mode in HIGH_DEPTH_MODES:
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8))
+        lo, hi = window if window is not None else (float(arr.min()), float(arr.max()))
+        arr = np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(np.rint(arr).astype(np.uint8))
     img = img.convert("RGB").resize((size, size), Image.BILINEAR)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
@@ -208,13 +230,17 @@ def load_mask(path: Path, image_path: Path, size: int, num_classes: int, thresho
 
 
 def load_pairs(
-    pairs: Sequence[Pair], size: int, num_classes: int, threshold: int | None = None
+    pairs: Sequence[Pair],
+    size: int,
+    num_classes: int,
+    threshold: int | None = None,
+    intensity_range: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode pairs into uint8 tensors: images (N, 3, size, size), masks (N, size, size)."""
     images = np.empty((len(pairs), 3, size, size), dtype=np.uint8)
     masks = np.empty((len(pairs), size, size), dtype=np.uint8)
     for i, pair in enumerate(pairs):
-        images[i] = load_image(pair.image, size)
+        images[i] = load_image(pair.image, size, intensity_range)
         masks[i] = load_mask(pair.mask, pair.image, size, num_classes, threshold)
     return torch.from_numpy(images), torch.from_numpy(masks)
 
