@@ -66,3 +66,27 @@ def test_split_without_foreground():
     s = summarize(m.compute())
     assert s["iou_fg"].item() == 0.0 and s["dice"].item() == 0.0
     assert s["miou"].item() == pytest.approx((31 / 32) / 2)
+
+
+def test_multiclass_scores_each_foreground_class():
+    # class 1: TP 2, FP 1, FN 0 -> IoU 2/3, Dice 4/5; class 2: TP 1, FP 0, FN 1 -> IoU 1/2, Dice 2/3
+    target = torch.tensor([[[0, 1, 1, 2], [2, 0, 0, 0]]])
+    preds = torch.tensor([[[1, 1, 1, 2], [0, 0, 0, 0]]])
+    m = segmentation_metrics(3)
+    m.update(preds, target)
+    s = summarize(m.compute())
+    assert s["iou_c1"].item() == pytest.approx(2 / 3) and s["dice_c1"].item() == pytest.approx(4 / 5)
+    assert s["iou_c2"].item() == pytest.approx(1 / 2) and s["dice_c2"].item() == pytest.approx(2 / 3)
+    assert s["iou_fg"].item() == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert "iou_c0" not in s
+    binary = segmentation_metrics(2)
+    binary.update(preds.clamp(max=1), target.clamp(max=1))
+    assert not any(k.startswith(("iou_c", "dice_c")) for k in summarize(binary.compute()))  # = iou_fg
+
+
+def test_per_class_keys_in_class_order():
+    from advaug.metric_keys import per_class_keys
+
+    keys = ["test/iou_c10", "test/iou_c2", "test/miou", "test/dice_c2", "iou_c1", "iou_cx"]
+    assert per_class_keys(keys) == ["iou_c1", "iou_c2", "iou_c10"]
+    assert per_class_keys(keys, "dice") == ["dice_c2"]

@@ -6,6 +6,8 @@ import importlib.util
 import json
 import math
 import statistics
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
@@ -415,3 +417,11 @@ def test_a_published_figure_of_a_label_with_a_slash(tmp_path):
                       "samples_polyp_none_dataset.root=data_kvasir.png"]  # fmt: skip
     assert (tmp_path / "site" / "page" / copied[0]).read_bytes() == b"\x89PNG\x01"
     assert f"(<page/{copied[0]}>)" in page
+
+
+def test_report_module_does_not_import_torch():
+    # src/report.py runs on a laptop beside the sweep folders: no torch import (5 s) to read JSON
+    code = "import sys, advaug.reporting.report; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

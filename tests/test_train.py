@@ -153,3 +153,45 @@ def test_on_device_batches_train_end_to_end(tmp_path, tiny_overrides, aug, sampl
     assert metrics["status"] == "completed" and 0.0 <= metrics["test"]["test/miou"] <= 1.0
     # 8 clean per epoch, + the pool: free mode's from epoch 1, the flip pool from epoch 0
     assert [r["train/samples"] for r in metrics["history"][1:]] == samples
+
+
+def test_multi_class_run_reports_each_class(tmp_path):
+    # 3 classes: the averages alone hide which class fails, so each foreground class gets its own
+    # IoU / Dice in the history, the test scores, robustness.json / .md and the report's Table 3
+    import numpy as np
+    from PIL import Image
+
+    from advaug.reporting import write_report
+
+    root = tmp_path / "three"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[2 + k % 4 : 12 + k % 4, 3:13], mask[18:28, 16 + k % 5 : 28] = 1, 2
+        image = rng.integers(0, 60, (32, 32), dtype=np.uint8) + (mask * 90).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"c{k:02d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"c{k:02d}.png")
+    cfg = compose_config(
+        ["dataset=folder", f"dataset.root={root}", "dataset.num_classes=3", "dataset.image_size=32",
+         "dataset.split={train: 0.5, val: 0.25, test: 0.25}", "batch_size=4", "trainer.accelerator=cpu",
+         "trainer.enable_progress_bar=false", "model.net.decoder_channels=[32,16,16,8,8]",
+         "trainer.max_epochs=1", "robustness.methods=[fgsm]", "robustness.eps=[0.0118]",
+         "robustness.labels=[pred]"],
+        tmp_path,
+    )  # fmt: skip
+    metrics = train(cfg)
+    out = tmp_path / "run"
+    written = json.loads((out / "metrics.json").read_text())
+    per_class = {"iou_c1", "iou_c2", "dice_c1", "dice_c2"}
+    assert {f"val/{k}" for k in per_class} <= set(written["history"][-1])
+    assert {f"test/{k}" for k in per_class} <= set(metrics["test"])
+    test = metrics["test"]
+    assert test["test/iou_fg"] == pytest.approx((test["test/iou_c1"] + test["test/iou_c2"]) / 2, abs=1e-6)
+    assert "val/iou_c0" not in written["history"][-1]  # background is in miou already
+    rows = json.loads((out / "robustness.json").read_text())["rows"]
+    assert all({"iou_c1", "iou_c2"} <= set(r) for r in rows)
+    assert "| IoU c1 | IoU c2 |" in (out / "robustness.md").read_text()
+    page = write_report([out], tmp_path / "report")["tables.md"].read_text()
+    assert "#### IoU of class 1" in page and "#### IoU of class 2" in page

@@ -9,6 +9,9 @@ A class that occurs neither in the predictions nor in the targets of the whole s
 IoU or Dice (0 / 0): it is left out of the averages, as Keras ``MeanIoU`` leaves it out, instead
 of counting as 0 (or making Dice NaN). A split without any foreground, predicted empty, thus has
 ``miou`` 1 and NaN ``iou_fg`` / ``dice`` (written as null in JSON).
+
+With more than one foreground class, each foreground class ``k`` also gets its own ``iou_c<k>``
+and ``dice_c<k>`` (the averages alone do not say which class fails).
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ def summarize(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Reduce the collection's per-class output to the reported scalars (classes without a
     score, NaN, are skipped; all of them NaN gives NaN)."""
     iou, dice = raw["iou"].float(), raw["dice"].float()
-    return {
+    scores = {
         "miou": iou.nanmean(),
         "iou_fg": iou[1:].nanmean(),
         "dice": dice[1:].nanmean(),
         "miou_img": raw["miou_img"].float().mean(),
     }
+    if len(iou) > 2:  # binary: iou_c1 would repeat iou_fg
+        for k in range(1, len(iou)):
+            scores[f"iou_c{k}"] = iou[k]
+            scores[f"dice_c{k}"] = dice[k]
+    return scores

@@ -22,6 +22,7 @@ from torch import nn
 
 from advaug.attacks import METHODS, LossFn, check_eps, eval_mode, perturb
 from advaug.errors import ConfigError, DatasetError
+from advaug.metric_keys import per_class_keys
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
@@ -149,11 +150,13 @@ def attack_name(row: dict[str, Any]) -> str:
 def robustness_markdown(rows: Sequence[dict[str, Any]], title: str = "Robustness") -> str:
     """A markdown table of the rows (one line per cell, clean first)."""
     names = {"miou": "mean IoU", "iou_fg": "IoU fg", "dice": "Dice", "miou_img": "mIoU/img"}
-    head = ["attack", "labels", "eps", *(names.get(k, k) for k in REPORTED), "Δ mean IoU", "zero-grad"]
+    shown = [*REPORTED, *per_class_keys(rows[0] if rows else ())]  # multi-class: IoU per class too
+    names |= {k: f"IoU c{k.rsplit('_c', 1)[1]}" for k in shown if k not in names}
+    head = ["attack", "labels", "eps", *(names[k] for k in shown), "Δ mean IoU", "zero-grad"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         zero = "" if r["zero_grad_fraction"] is None else f"{100 * r['zero_grad_fraction']:.1f}%"
-        cells = [r["attack"], r["labels"], f"{r['eps']:g}", *(f"{r[k]:.4f}" for k in REPORTED)]
+        cells = [r["attack"], r["labels"], f"{r['eps']:g}", *(f"{r[k]:.4f}" for k in shown)]
         lines.append("| " + " | ".join([*cells, f"{r['delta_miou']:+.4f}", zero]) + " |")
     n = rows[0]["images"] if rows else 0
     lines += ["", f"{n} images; metrics against the true mask; `labels` = mask the attack used.", ""]

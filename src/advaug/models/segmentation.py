@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from advaug.errors import ConfigError
-from advaug.metrics import segmentation_metrics, summarize
+from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.models.divergence import LossWatch
 
 
@@ -150,7 +150,11 @@ class SegmentationModule(L.LightningModule):
         self.metrics[stage].reset()
         self.eval_loss[stage].reset()
         # equal on every rank already; sync_dist only tells Lightning so (mean of equal values)
-        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()}, prog_bar=True, sync_dist=True)
+        shown = {f"{stage}/{k}": v for k, v in scores.items() if k in (*REPORTED, "loss")}
+        per_class = {f"{stage}/{k}": v for k, v in scores.items() if k not in (*REPORTED, "loss")}
+        self.log_dict(shown, prog_bar=True, sync_dist=True)
+        if per_class:  # multi-class: logged and kept in the history, too many for the bar
+            self.log_dict(per_class, sync_dist=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from advaug.metric_keys import per_class_keys
 from advaug.reporting.collect import Job
 
 METRICS = ("miou", "iou_fg", "dice")  # the paper's mean IoU (incl. background), then foreground-only
@@ -156,10 +157,13 @@ def table2(jobs: Sequence[Job]) -> list[dict[str, Any]]:
 
 
 def table3(jobs: Sequence[Job]) -> list[dict[str, Any]]:
-    """Final test metrics (best checkpoint) per method × dataset (dataset = column)."""
+    """Final test metrics (best checkpoint) per method × dataset (dataset = column), with the IoU
+    of each foreground class where runs recorded it (more than one foreground class)."""
     out = []
     for (dataset, method), group in _group(j for j in jobs if j.ok).items():
-        for metric in METRICS:
+        # multi-class runs also recorded test/iou_c<k> per foreground class
+        classes = per_class_keys(k for j in group for k in (j.metrics or {}).get("test", {}))
+        for metric in (*METRICS, *classes):
             stat = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
             out.append(_record(3, "all", method, dataset, metric, stat))
     return out

@@ -13,7 +13,7 @@ from typing import Any
 from advaug.reporting import aggregate, plots
 from advaug.reporting.collect import Job, collect
 from advaug.reporting.provenance import provenance_lines
-from advaug.reporting.tables import METRIC_NAMES, pivot_markdown, records_csv, rows_csv
+from advaug.reporting.tables import metric_title, pivot_markdown, records_csv, rows_csv
 from advaug.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 def _section(records: list[dict[str, Any]], split_by_dataset: bool, row_header: str = "method") -> list[str]:
     lines = []
-    for metric in aggregate.METRICS:
-        lines.append(f"#### {METRIC_NAMES[metric]}\n")
+    present = list(dict.fromkeys(r["metric"] for r in records))
+    for metric in [*aggregate.METRICS, *(m for m in present if m not in aggregate.METRICS)]:
+        lines.append(f"#### {metric_title(metric)}\n")
         recs = [r for r in records if r["metric"] == metric]
         datasets = list(dict.fromkeys(r["dataset"] for r in recs)) if split_by_dataset else [None]
         for dataset in datasets:

@@ -16,6 +16,16 @@ METRIC_NAMES = {
     "iou_fg": "foreground IoU",
     "dice": "Dice (foreground)",
 }
+
+
+def metric_title(metric: str) -> str:
+    """A table heading for ``metric``: ``iou_c2`` (one class of a multi-class run) -> "IoU of class 2"."""
+    if metric in METRIC_NAMES:
+        return METRIC_NAMES[metric]
+    base, _, k = metric.rpartition("_c")
+    return f"{'IoU' if base == 'iou' else base} of class {k}" if k.isdigit() else metric
+
+
 CSV_FIELDS = ("table", "dataset", "block", "row", "column", "metric", "mean", "std", "n")
 
 

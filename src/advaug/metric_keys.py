@@ -1,0 +1,15 @@
+"""Names of the scores in logs and JSON files, without importing torch (``src/report.py`` reads
+them and starts in well under a second)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+
+def per_class_keys(keys: Iterable[str], base: str = "iou") -> list[str]:
+    """The per-class keys ``<base>_c<k>`` among ``keys`` (prefixes such as ``test/`` stripped),
+    in class order."""
+    found = {k.rsplit("/", 1)[-1] for k in keys}
+    matches = [k for k in found if re.fullmatch(rf"{base}_c\d+", k)]
+    return sorted(matches, key=lambda k: int(k.rsplit("_c", 1)[1]))
