@@ -192,6 +192,18 @@ def test_moved_sweep_folder_still_matches_its_run(tmp_path):
     check_same_run(out, moved)  # checkpoint dirpath, dataset.root follow paths.*: no error
 
 
+def test_an_option_added_later_left_null_still_matches_the_run(tmp_path):
+    # a sweep completed with an older advaug, rerun after an upgrade that added a config key
+    from advaug.cli import check_same_run
+
+    cfg, out = _completed_job(tmp_path / "a", "seed=0")
+    newer = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=0", "+dataset.added_later=null"], tmp_path / "a")
+    check_same_run(out, newer)  # null: the new option's off setting, the old behaviour
+    newer.dataset.added_later = [0, 4095]
+    with pytest.raises(ConfigError, match=r"dataset.added_later: '<missing>' then, \[0, 4095\] now"):
+        check_same_run(out, newer)
+
+
 def test_ckpt_path_last_in_a_sweep_finds_only_the_same_configuration(tmp_path):
     # job folders are named after the overrides; long ones end in a hash of all of them, so an
     # earlier sweep's job of another seed is not taken for this one's

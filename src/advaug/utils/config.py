@@ -95,7 +95,8 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[s
     Keys under :data:`RESULT_NEUTRAL_KEYS` are ignored, and so is a moved ``paths.*`` folder in
     values below it (``dataset.root``, ``callbacks.model_checkpoint.dirpath``): a sweep folder
     copied elsewhere, or another checkout, holds the same runs. ``<missing>`` marks a key only
-    one side has.
+    one side has; a key the old config lacks whose new value is null is no difference (an option
+    added by a later version of advaug, left at its off setting, which is the old behaviour).
     """
     old_paths, new_paths = old.get("paths") or {}, new.get("paths") or {}
     flat_old = {k: _rebase(v, old_paths, new_paths) for k, v in flatten(old).items()}
@@ -106,6 +107,8 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[s
         if key in RESULT_NEUTRAL_KEYS or key.startswith(below):
             continue
         a, b = flat_old.get(key, "<missing>"), flat_new.get(key, "<missing>")
+        if a == "<missing>" and b is None:
+            continue
         if a != b:
             diffs.append((key, a, b))
     return diffs
