@@ -1,5 +1,7 @@
 """The attack maths: agreement with torchattacks, loss direction, eps handling, side effects."""
 
+import copy
+
 import pytest
 import segmentation_models_pytorch as smp
 import torch
@@ -130,3 +132,98 @@ def test_bad_input_refused(model_and_batch):
     )
     with pytest.raises(ConfigError, match="single output channel"):
         attacks.fgsm(single, x, y, 0.1)
+
+
+class ZeroNet(torch.nn.Module):
+    """Two output channels that do not depend on the input: its input gradient is exactly 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        torch.nn.init.zeros_(self.conv.weight)
+        torch.nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_attack_and_predicted_labels_run_in_eval_mode(model_and_batch):
+    # a model left in train mode (BatchNorm batch statistics) is attacked as in eval mode, and a
+    # partly frozen model (encoder in eval, the rest training) gets each module's own flag back
+    shared, x, y = model_and_batch
+    model = copy.deepcopy(shared)  # a train-mode forward updates BatchNorm statistics
+    expected = attacks.fgsm(model, x, y, 0.05)
+    with torch.no_grad():
+        expected_pred = model(x).argmax(1)
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    model.train()
+    model.encoder.eval()
+    assert torch.equal(attacks.fgsm(model, x, y, 0.05), expected)
+    pred = attacks.predicted_labels(model, x)
+    assert pred.shape == y.shape and torch.equal(pred, expected_pred)
+    assert seen == [False, False]
+    assert model.training and not model.encoder.training and model.decoder.training
+    assert not any(m.training for m in model.encoder.modules())
+    assert all(m.training for m in model.decoder.modules())
+    # use_eval_mode=False attacks with the train-mode forward
+    attacks.fgsm(model, x, y, 0.05, use_eval_mode=False)
+    assert seen[-1] is True
+
+
+def test_pgd_default_step_size_is_madry_2_5_eps_over_steps(model_and_batch):
+    model, x, y = model_and_batch
+    default = attacks.pgd(model, x, y, 0.04, steps=4, random_start=False)
+    explicit = attacks.pgd(model, x, y, 0.04, steps=4, step_size=2.5 * 0.04 / 4, random_start=False)
+    assert torch.allclose(default, explicit, atol=1e-6)
+    smaller = attacks.pgd(model, x, y, 0.04, steps=4, step_size=0.04 / 4, random_start=False)
+    assert not torch.allclose(default, smaller, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["pgd", "inv_pgd"])
+def test_pgd_per_sample_eps_projects_onto_each_ball_both_sides(model_and_batch, method):
+    model, x, y = model_and_batch
+    eps = torch.tensor([0.01, 0.03, 0.05])
+    adv = attacks.perturb(model, x, y, eps, method, steps=5, generator=torch.Generator().manual_seed(0))
+    delta = (adv.images - x).flatten(1)
+    inner = ((x > 0.1) & (x < 0.9)).flatten(1)  # away from the [0, 1] clamp
+    for i, e in enumerate(eps.tolist()):
+        d = delta[i][inner[i]]
+        assert d.max() == pytest.approx(e, abs=1e-6) and d.min() == pytest.approx(-e, abs=1e-6), (i, e)
+
+
+def test_zero_gradient_gives_share_one_and_pgd_random_start_in_the_ball():
+    torch.manual_seed(0)
+    model, x = ZeroNet().eval(), torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    res = attacks.perturb(model, x, y, 0.1, "fgsm")
+    assert res.zero_grad_fraction == 1.0 and torch.equal(res.images, x)  # sign(0) = 0: no move
+    # PGD with no gradient keeps its random start: U(-eps, eps) noise, reproducible per generator
+    res = attacks.perturb(model, x, y, 0.1, "pgd", steps=2, generator=torch.Generator().manual_seed(3))
+    delta = res.images - x
+    assert res.zero_grad_fraction == 1.0
+    assert delta.abs().max() <= 0.1 + 1e-6 and delta.min() < -0.09 and delta.max() > 0.09
+    assert abs(delta.mean().item()) < 0.01  # symmetric around x
+    again = attacks.perturb(model, x, y, 0.1, "pgd", steps=2, generator=torch.Generator().manual_seed(3))
+    other = attacks.perturb(model, x, y, 0.1, "pgd", steps=2, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(again.images, res.images) and not torch.equal(other.images, res.images)
+
+
+def test_uniform_eps_reproducible_per_generator_and_bounds():
+    draw = [attacks.sample_eps(0.1, 16, "uniform", torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert torch.equal(draw[0], draw[1]) and not torch.equal(draw[0], draw[2])
+    attacks.check_eps(0.0)
+    attacks.check_eps(1.0)  # the image scale's ends are allowed
+    with pytest.raises(ConfigError, match="sampling"):
+        attacks.sample_eps(0.1, 4, "normal")
+
+
+def test_pgd_steps_and_custom_clamp_range(model_and_batch):
+    model, x, y = model_and_batch
+    with pytest.raises(ConfigError, match="at least 1"):
+        attacks.pgd(model, x, y, 0.1, steps=0)
+    # images normalised to [-1, 1]: the attack clamps to the range it is given, not to [0, 1]
+    xn = x * 2 - 1
+    adv = attacks.fgsm(model, xn, y, 0.1, clamp=(-1.0, 1.0))
+    assert adv.min() >= -1 and adv.max() <= 1 and adv.min() < -0.95
+    assert (adv - xn).abs().max() <= 0.1 + 1e-6
