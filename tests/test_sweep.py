@@ -3,8 +3,11 @@ rerunning into the same sweep folder skips completed jobs instead of overwriting
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY
@@ -132,3 +135,69 @@ def test_rerun_with_other_seeds_into_the_same_sweep_dir_trains_them(tmp_path):
     for job in jobs:  # each folder holds the run its overrides say
         seed = json.loads((job / "metrics.json").read_text())["seed"]
         assert f"seed={seed}" in OmegaConf.load(job / ".hydra" / "overrides.yaml")
+
+
+def _group_pids(pgid: int) -> dict[int, str]:
+    """The live (not zombie) processes of process group ``pgid``, pid -> command line (from /proc)."""
+    live = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            live[int(stat.parent.name)] = cmd
+    return live
+
+
+def _live_in_group(pgid: int) -> list[str]:
+    return sorted(_group_pids(pgid).values())
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_sigterm_to_a_joblib_sweep_stops_its_worker_processes(tmp_path):
+    # `timeout`, `kill` or a scheduler signal the sweep's own process: the loky workers running
+    # the jobs used to outlive it and go on training (and writing) unsupervised
+    marker = tmp_path / "paused"
+    args = [
+        sys.executable,
+        str(ROOT / "src" / "train.py"),
+        "-m",
+        *TINY,
+        "robustness.enabled=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "+callbacks.pause._target_=fault_callbacks.PauseOnce",
+        f"+callbacks.pause.marker={marker}",
+        "+callbacks.pause.epoch=0",
+        "+callbacks.pause.batch=0",
+        "seed=0,1",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: the workers are found, and never leak
+    )
+    try:
+        deadline = time.time() + 240
+        while not marker.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "no pause"
+        assert len(_live_in_group(proc.pid)) > 1  # the sweep and its workers
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.time() + 15
+        while _live_in_group(proc.pid) and time.time() < deadline:
+            time.sleep(0.5)
+        assert _live_in_group(proc.pid) == []
+        assert proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _group_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()

@@ -9,7 +9,9 @@ once the sweep is over (also for the joblib launcher, whose jobs run in other pr
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,16 +95,33 @@ def write_summary(sweep_dir: str | Path, started_at: float | None = None) -> dic
     return summary
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    log.error("SIGTERM: stopping the sweep and its running jobs (rerun the command to resume them)")
+    raise SystemExit(128 + signum)  # unwinds through joblib, which then ends its worker processes
+
+
+def stop_workers_on_sigterm(config: DictConfig) -> None:
+    """Under a launcher that runs the jobs in worker processes (joblib), make SIGTERM to the sweep
+    (``timeout``, ``kill``, a scheduler) end them as Ctrl-C does: by default only the sweep
+    process died and its workers went on training, unsupervised. In-process jobs (the basic
+    launcher) are left to Lightning's own SIGTERM handling."""
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if "joblib" in target.lower() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
+
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, write ``summary.json`` and exit with status 1 if any job
     did not complete (so scripts and CI notice), naming the failed jobs on stderr. Jobs a rerun
-    skipped (their folder already held the completed run) are marked ``skipped``."""
+    skipped (their folder already held the completed run) are marked ``skipped``. A SIGTERM to a
+    joblib sweep also stops its worker processes (:func:`stop_workers_on_sigterm`)."""
 
     def __init__(self) -> None:
         self.started_at: float | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started_at = time.time()
+        stop_workers_on_sigterm(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
