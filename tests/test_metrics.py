@@ -90,3 +90,15 @@ def test_per_class_keys_in_class_order():
     keys = ["test/iou_c10", "test/iou_c2", "test/miou", "test/dice_c2", "iou_c1", "iou_cx"]
     assert per_class_keys(keys) == ["iou_c1", "iou_c2", "iou_c10"]
     assert per_class_keys(keys, "dice") == ["dice_c2"]
+
+
+def test_dice_and_iou_are_pooled_over_the_split_not_averaged_per_image():
+    # image 1: its 1 foreground pixel found (Dice 1); image 2: 1 of 3 found (Dice 2/4). Pooled:
+    # TP=2 FN=2 FP=0 -> Dice 4/6 and IoU 2/4 (a per-image mean would give Dice 3/4, IoU 2/3)
+    target = torch.tensor([[[1, 0], [0, 0]], [[1, 1], [1, 0]]])
+    preds = torch.tensor([[[1, 0], [0, 0]], [[1, 0], [0, 0]]])
+    m = segmentation_metrics(2)
+    m.update(preds, target)
+    s = summarize(m.compute())
+    assert s["dice"].item() == pytest.approx(4 / 6)
+    assert s["iou_fg"].item() == pytest.approx(2 / 4)
