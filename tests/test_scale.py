@@ -229,6 +229,24 @@ def test_wandb_offline_run_has_config_history_and_figures(tmp_path, tiny_overrid
             assert secret.encode() not in path.read_bytes(), path
 
 
+
+def test_wandb_run_stores_each_adversarial_figure_once(tmp_path, tiny_overrides, monkeypatch):
+    # the callback logs adv_epochNNN.png at its step (adv/samples); the end of the run logged every
+    # figures/*.png again under figures/, so the offline run held (and uploaded) each one twice
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [*tiny_overrides, "logger=wandb", "aug=fgsm", "trainer.max_epochs=1", "test=false"]
+    train(compose_config([*overrides, "robustness.enabled=false"], tmp_path))
+    wandb.teardown()
+    out = tmp_path / "run"
+    drawn = sorted(p.name for p in (out / "figures").glob("adv_epoch*.png"))
+    assert drawn == ["adv_epoch000.png"]
+    (run_dir,) = list((out / "wandb").glob("offline-run-*"))
+    media = run_dir / "files" / "media" / "images"
+    assert len(list((media / "adv").glob("samples_*.png"))) == 1  # one per pool, at its step
+    assert not list(media.glob("figures/adv_epoch*.png"))  # not a second copy at the end
+
+
 def _wandb_logger(tmp_path, **kwargs):
     from advaug.loggers import WandbLogger
 

@@ -98,8 +98,14 @@ def log_config(trainer: L.Trainer, config: dict[str, Any]) -> None:
         logger.log_hyperparams(config)
 
 
+# figures the callbacks log to W&B themselves when they draw them (adv/samples at the pool's step,
+# gan/samples): finish_wandb leaves them out instead of storing and uploading each a second time
+LOGGED_BY_CALLBACKS = ("adv_epoch*.png", "gan_samples.png")
+
+
 def finish_wandb(trainer: L.Trainer, out_dir: str | Path, summary: dict[str, Any]) -> None:
-    """Give each W&B run the PNGs under ``out_dir/figures`` and the final ``summary``, then close it.
+    """Give each W&B run the PNGs under ``out_dir/figures`` (but those in ``LOGGED_BY_CALLBACKS``,
+    logged when drawn) and the final ``summary``, then close it.
 
     Closing matters in sweeps: the next job in the same process must start a new run. A best
     checkpoint artifact is Lightning's job (``logger.wandb.log_model=true``).
@@ -109,7 +115,11 @@ def finish_wandb(trainer: L.Trainer, out_dir: str | Path, summary: dict[str, Any
         return
     import wandb
 
-    figures = sorted((Path(out_dir) / "figures").glob("*.png"))
+    figures = [
+        p
+        for p in sorted((Path(out_dir) / "figures").glob("*.png"))
+        if not any(p.match(pattern) for pattern in LOGGED_BY_CALLBACKS)
+    ]
     for logger in loggers:
         run = logger.experiment
         if figures:
