@@ -159,3 +159,19 @@ def test_constructor_messages_name_both_config_paths():
         from advaug.gan import GanRecipe
 
         GanRecipe(Pix2PixGAN, None, "unused", steps=0)
+
+
+def test_failed_gan_training_leaves_no_partial_cache_folder(tmp_path, monkeypatch):
+    # a failure after the generator was saved (here: drawing the samples) left <key>.tmp/ with a
+    # generator.pt in logs/gan/ until the next training of the same key
+    import advaug.gan.recipe
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(advaug.gan.recipe, "pairs_grid", broken)
+    cfg = compose_config(gan_overrides(tmp_path), tmp_path, config_name="train_gan")
+    with pytest.raises(RuntimeError, match="disk full"):
+        train_gan(cfg)
+    left = [p.name for p in (tmp_path / "logs" / "gan").iterdir() if not p.name.endswith(".lock")]
+    assert left == []

@@ -173,7 +173,10 @@ class GanRecipe:
             if force and folder.exists():
                 shutil.rmtree(folder)
             if not (folder / "generator.pt").is_file():
-                self._train(folder, images, masks)
+                try:
+                    self._train(folder, images, masks)
+                finally:  # renamed into place on success; a failure leaves no half-written folder
+                    shutil.rmtree(folder.with_name(folder.name + ".tmp"), ignore_errors=True)
             else:
                 log.info("GAN: reusing the cached generator in %s", folder)
         return self.load(folder), folder
