@@ -32,3 +32,19 @@ def test_atomic_path_keeps_the_suffix_and_cleans_up_a_failed_write(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"first"  # the old file stays, no temporary file is left
     assert [p.name for p in target.parent.iterdir()] == ["grid.png"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    # mkstemp makes its file 0600: metrics.json, config_resolved.yaml and the figures of a run were
+    # unreadable to the group (a shared results folder, a Docker volume) unlike every other output
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_json(tmp_path / "m.json", {"v": 1})
+        with atomic_path(tmp_path / "f.png") as tmp:
+            tmp.write_bytes(b"png")
+    finally:
+        os.umask(umask)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "f.png").stat().st_mode & 0o777) == oct(0o644)

@@ -85,3 +85,15 @@ def test_ensure_fills_an_empty_folder_and_replaces_an_older_generation(tmp_path)
     (root / "dataset.json").write_text(json.dumps(info))
     SyntheticPhantomGenerator(num_images=4, size=16).ensure(root)
     assert len(list((root / "images").iterdir())) == 4
+
+
+def test_generated_set_gets_the_usual_folder_permissions(tmp_path):
+    # written into a mkdtemp folder (0700) and renamed into place: the data folder was private
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        root = SyntheticPhantomGenerator(num_images=3, size=16, seed=0).ensure(tmp_path / "syn")
+    finally:
+        os.umask(umask)
+    assert oct(root.stat().st_mode & 0o777) == oct(0o755)

@@ -19,6 +19,7 @@ from filelock import FileLock
 from PIL import Image, ImageFilter
 
 from advaug.errors import DatasetError
+from advaug.utils.io import current_umask
 
 # dataset.json's settings.generator starts with this in every folder this module wrote (any version)
 GENERATOR_NAME = "synthetic-phantom"
@@ -133,6 +134,7 @@ class SyntheticPhantomGenerator:
                 return root
             self._refuse_foreign(root)  # again under the lock: it may have changed meanwhile
             tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+            tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the data folder private
             try:
                 self._write(tmp)
                 if root.is_dir() and not root.is_symlink():

@@ -27,6 +27,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc says it (os.umask sets it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file beside ``path`` (same suffix, so writers that go by it pick the format)
@@ -35,6 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would make results unreadable to the group
     try:
         yield Path(tmp)
         os.replace(tmp, path)
