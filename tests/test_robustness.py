@@ -8,8 +8,9 @@ import segmentation_models_pytorch as smp
 import torch
 from conftest import TINY, compose_config, run_entry_script
 
+from advaug import attacks
 from advaug.errors import ConfigError
-from advaug.evaluation import evaluate_robustness, write_robustness
+from advaug.evaluation import evaluate_robustness, robustness_markdown, write_robustness
 from advaug.evaluation.runner import evaluate_checkpoint
 from advaug.metrics import segmentation_metrics, summarize
 from advaug.models import SegmentationModule
@@ -215,9 +216,73 @@ def test_evaluate_checks_the_test_split_against_the_run(tiny_run, tmp_path, capl
     moved = recorded["test"][0]  # as if this test image had been a training image of the run
     recorded["train"], recorded["test"] = recorded["train"] + [moved], recorded["test"][1:]
     (copy / "splits.json").write_text(json.dumps(recorded))
-    cfg = compose_config([f"ckpt_path={copy / 'checkpoints' / 'best.ckpt'}", *grid], tmp_path / "moved", "evaluate")
+    cfg = compose_config(
+        [f"ckpt_path={copy / 'checkpoints' / 'best.ckpt'}", *grid], tmp_path / "moved", "evaluate"
+    )
     with caplog.at_level("WARNING"):
         evaluate_checkpoint(cfg)
     meta = json.loads((tmp_path / "moved" / "run" / "robustness.json").read_text())["meta"]
     assert meta["test_split"] == {"matches_run": False, "images": len(recorded["test"]) + 1, "trained_on": 1}
-    assert f"1 of its {len(recorded['test']) + 1} images ('{moved}') were in the run's train split or val split" in caplog.text
+    assert (
+        f"1 of its {len(recorded['test']) + 1} images ('{moved}') were in the run's train split or val split"
+        in caplog.text
+    )
+
+
+@pytest.mark.parametrize("method,labels", [("fgsm", "pred"), ("fgsm", "true"), ("pgd", "pred")])
+def test_cell_is_the_attack_with_its_labels_scored_against_the_true_mask(model_and_loader, method, labels):
+    # the cell attacks with the mask it names (the clean prediction for `pred`), with the PGD
+    # steps and the seeded random start asked for, and is always scored against the true mask
+    model, loader = model_and_loader
+    model.eval()
+    batch = loader[0]
+    x, y = batch["image"], batch["mask"]
+    target = attacks.predicted_labels(model, x) if labels == "pred" else y
+    adv = attacks.perturb(
+        model, x, target, 0.1176, method, steps=3, generator=torch.Generator().manual_seed(7)
+    )
+    expected = segmentation_metrics(2)
+    with torch.no_grad():
+        expected.update(model(adv.images).argmax(1), y)
+    expected = summarize(expected.compute())
+    rows = evaluate_robustness(
+        model, loader, methods=[method], eps=[0.1176], labels=[labels], pgd_steps=3, max_batches=1, seed=7
+    )
+    for key in ("miou", "iou_fg", "dice"):
+        assert rows[1][key] == pytest.approx(float(expected[key]), abs=1e-6), key
+    assert rows[1]["steps"] == (3 if method == "pgd" else 1)
+    assert rows[1]["attack"] == ("pgd-3" if method == "pgd" else "fgsm")
+
+
+class ConstantNet(torch.nn.Module):
+    """Two output channels that ignore the input: every input gradient is exactly 0."""
+
+    num_classes = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        torch.nn.init.zeros_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_zero_gradient_share_is_a_mean_over_batches_and_shown_in_percent(model_and_loader, tmp_path):
+    _, loader = model_and_loader
+    rows = evaluate_robustness(ConstantNet(), loader, methods=["fgsm"], eps=[0.1], labels=["true"])
+    assert rows[0]["zero_grad_fraction"] is None and rows[0]["images"] == 4
+    assert rows[1]["zero_grad_fraction"] == 1.0  # 2 batches, each entirely zero
+    assert rows[1]["delta_miou"] == 0.0  # nothing moved
+    write_robustness(tmp_path, rows, {"dataset": "toy"})
+    md = (tmp_path / "robustness.md").read_text().splitlines()
+    assert md[4].endswith("| +0.0000 |  |") and md[5].endswith("| +0.0000 | 100.0% |")
+
+
+def test_markdown_has_an_iou_column_per_foreground_class():
+    row = {"attack": "clean", "labels": "none", "eps": 0.0, "miou": 0.5, "iou_fg": 0.4, "dice": 0.6,
+           "miou_img": 0.5, "iou_c1": 0.25, "iou_c2": 0.75, "dice_c1": 0.3, "dice_c2": 0.9,
+           "delta_miou": 0.0, "zero_grad_fraction": None, "images": 3}  # fmt: skip
+    md = robustness_markdown([row]).splitlines()
+    assert md[2].split(" | ")[-4:-2] == ["IoU c1", "IoU c2"]
+    assert md[4].split(" | ")[-4:-2] == ["0.2500", "0.7500"]
