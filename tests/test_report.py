@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from advaug.errors import ConfigError
 from advaug.reporting import write_report
-from advaug.reporting.aggregate import compare, mean_std, table2, table_epochs
+from advaug.reporting.aggregate import compare, mean_std, table1, table2, table3, table_epochs
 from advaug.reporting.collect import collect
 from advaug.reporting.tables import format_cell
 
@@ -59,7 +59,8 @@ def sweep(tmp_path):
             }
             make_job(root / f"{n}_aug={aug},seed={seed}", "colon", aug, seed, score, robustness=attack)
             n += 1
-    make_job(root / f"{n}_aug=invfgsm,seed=0", "colon", "invfgsm", 0, 0.99, status="failed")
+    make_job(root / f"{n}_aug=invfgsm,seed=0", "colon", "invfgsm", 0, 0.99, status="failed",
+             robustness={("fgsm", 0.0118, "true"): 0.99})  # fmt: skip
     crashed = root / f"{n + 1}_aug=invfgsm,seed=1"
     (crashed / ".hydra").mkdir(parents=True)
     (crashed / ".hydra" / "config.yaml").write_text("seed: 1\ndataset: {name: colon}\naug: {name: invfgsm}\n")
@@ -121,7 +122,11 @@ def test_missing_and_failed_jobs_are_reported_not_dropped(sweep):
     section = md.split("## Jobs missing or failed")[1].split("## Table 1")[0]
     assert "`6_aug=invfgsm,seed=0` | failed" in section and "`7_aug=invfgsm,seed=1` | missing" in section
     # the failed job's 0.99 must not reach the tables
-    assert all(r["row"] != "invfgsm" for r in read_csv(written["table3.csv"]))
+    for table in ("table1.csv", "table2.csv", "table3.csv"):
+        assert all("invfgsm" not in r["row"] for r in read_csv(written[table])), table
+    jobs = collect([sweep])  # the aggregates themselves leave a failed job out too
+    for records in (table1(jobs, [0, 30]), table2(jobs), table3(jobs)):
+        assert records and all("invfgsm" not in r["row"] for r in records)
 
 
 def test_table2_before_after_per_attack_and_eps(sweep):
@@ -425,3 +430,27 @@ def test_report_module_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_paper_epochs_from_epoch_30_and_requested_epochs_sorted_once(tmp_path):
+    make_job(tmp_path / "a", "colon", "none", 0, 0.8)  # history ends at epoch 30 exactly
+    jobs = collect([tmp_path])
+    assert table_epochs(jobs) == [0, 10, 20, 30]
+    assert table_epochs(jobs, [20, 0, 20]) == [0, 20]
+
+
+def test_margins_listed_largest_difference_first(tmp_path):
+    for aug, score in [("fgsm", 0.86), ("none", 0.80), ("invfgsm", 0.60)]:
+        for seed in range(2):
+            make_job(tmp_path / f"{aug}_{seed}", "colon", aug, seed, score + seed / 100)
+    rows = compare(collect([tmp_path]), "fgsm")
+    assert [r["versus"] for r in rows] == ["invfgsm", "none"]
+    assert [r["difference"] for r in rows] == pytest.approx([0.26, 0.06])
+
+
+def test_a_none_variant_is_still_a_before_row_of_table2(tmp_path):
+    for i, epochs in enumerate((6, 8)):
+        make_job(tmp_path / f"none_{i}", "colon", "none", 0, 0.8, overrides=[f"trainer.max_epochs={epochs}"],
+                 robustness={("fgsm", 0.0118, "true"): 0.5})  # fmt: skip
+    rows = {r["row"] for r in table2(collect([tmp_path]))}
+    assert rows == {"before: none [trainer.max_epochs=6]", "before: none [trainer.max_epochs=8]"}
