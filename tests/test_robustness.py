@@ -2,6 +2,7 @@
 grid errors name the key, and src/evaluate.py re-scores a checkpoint from a tiny run."""
 
 import json
+import shutil
 
 import pytest
 import segmentation_models_pytorch as smp
@@ -132,7 +133,10 @@ GRID = ["robustness.methods=[fgsm,pgd]", "robustness.eps=[0.1176]", "robustness.
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("robust")
     cfg = compose_config([f"paths.data_dir={tmp / 'data'}", *TINY, "trainer.max_epochs=1", *GRID], tmp)
-    return train(cfg), tmp / "run"
+    yield train(cfg), tmp / "run"
+    # a module fixture's folder is kept whatever the outcome (tmp_path_retention_policy covers
+    # tmp_path only): drop the ~175 MB of checkpoints, keep the small outputs for a look
+    shutil.rmtree(tmp / "run" / "checkpoints", ignore_errors=True)
 
 
 def test_training_run_writes_robustness_of_best_checkpoint(tiny_run):
