@@ -16,7 +16,7 @@ from advaug.errors import ConfigError
 from advaug.reporting import write_report
 from advaug.reporting.aggregate import compare, mean_std, table1, table2, table3, table_epochs
 from advaug.reporting.collect import collect
-from advaug.reporting.tables import format_cell
+from advaug.reporting.tables import format_cell, metric_title, pivot_markdown, records_csv
 
 
 def make_job(
@@ -454,3 +454,28 @@ def test_a_none_variant_is_still_a_before_row_of_table2(tmp_path):
                  robustness={("fgsm", 0.0118, "true"): 0.5})  # fmt: skip
     rows = {r["row"] for r in table2(collect([tmp_path]))}
     assert rows == {"before: none [trainer.max_epochs=6]", "before: none [trainer.max_epochs=8]"}
+
+
+def test_pivot_marks_the_best_within_its_block_among_two_filled_cells(tmp_path):
+    def rec(block, row, column, mean, std=0.01, n=3):
+        return {"table": 2, "dataset": "d", "block": block, "row": row, "column": column, "metric": "miou",
+                "mean": mean, "std": std, "n": n}  # fmt: skip
+
+    records = [
+        rec("A", "r1", "c1", 0.5), rec("A", "r1", "c2", 0.9, math.nan, 1), rec("A", "r2", "c1", 0.6),
+        rec("B", "r3", "c1", math.nan, math.nan, 0), rec("B", "r1", "c1", 0.8), rec("B", "r2", "c1", 0.7),
+    ]  # fmt: skip
+    assert pivot_markdown(records).splitlines() == [
+        "| attack / labels | method | c1 | c2 |",
+        "|---|---|---|---|",
+        "| A | r1 | 0.5000 ± 0.0100 (n=3) | 0.9000 (n=1) |",  # B's 0.8 is another block; c2 has one cell
+        "| A | r2 | **0.6000 ± 0.0100** (n=3) | — |",  # no cell: a dash keeps the columns aligned
+        "| B | r3 | — | — |",  # an empty cell does not spoil the best of its column
+        "| B | r1 | **0.8000 ± 0.0100** (n=3) | — |",
+        "| B | r2 | 0.7000 ± 0.0100 (n=3) | — |",
+    ]
+    path = records_csv(tmp_path / "t.csv", records)
+    rows = read_csv(path)
+    assert rows[1]["std"] == "" and rows[3]["mean"] == "" and rows[0]["std"] == "0.01"  # NaN stays empty
+    assert metric_title("iou_c2") == "IoU of class 2" and metric_title("dice_c3") == "dice of class 3"
+    assert metric_title("miou").startswith("mean IoU") and metric_title("loss") == "loss"
