@@ -13,7 +13,13 @@ import torch
 from conftest import compose_config
 
 from advaug import attacks
-from advaug.callbacks.adversarial import AdversarialAugmentation, choose_indices, gather_rows, is_scheduled
+from advaug.callbacks.adversarial import (
+    AdversarialAugmentation,
+    _generator,
+    choose_indices,
+    gather_rows,
+    is_scheduled,
+)
 from advaug.data import SegmentationDataModule
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid, amplified_difference
@@ -330,3 +336,91 @@ def test_no_pool_for_an_epoch_max_steps_never_reaches(phantom_root, tmp_path):
     t.fit(tiny_module(), datamodule=dm)
     assert t.global_step == 6 and [h["epoch"] for h in cb.history] == [0, 1]
     assert dm.num_extra == 0  # the last pool is dropped, as after max_epochs
+
+
+class FakeTrainer:
+    """What the callback's hooks read from a single-device Trainer, without running a fit."""
+
+    global_rank, world_size, is_global_zero, global_step = 0, 1, True, 0
+    max_epochs, max_steps, should_stop, num_training_batches = 10, -1, False, 1
+
+    def __init__(self, dm, root, epoch=0):
+        self.datamodule, self.default_root_dir, self.current_epoch, self.loggers = dm, str(root), epoch, []
+
+
+class ConstantModule(torch.nn.Module):
+    """Two output channels that ignore the input: every input gradient is exactly 0."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        torch.nn.init.zeros_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_chosen_samples_change_with_the_epoch():
+    chosen = [choose_indices(100, 0.2, 0, epoch) for epoch in range(3)]
+    assert not torch.equal(chosen[0], chosen[1]) and not torch.equal(chosen[1], chosen[2])
+    assert len(choose_indices(7, 0.5, 0, 0)) == 4  # round(3.5), not int(3.5)
+
+
+def test_regenerate_pred_labels_per_sample_eps_keeps_true_masks_and_logs(trained, tmp_path):
+    # labels=pred: the attack differentiates against the prediction, the pool keeps the true masks;
+    # each sample keeps its own uniform eps across attack batches of 1
+    module, root = trained
+    module.eval()
+    dm = datamodule(root)
+    dm.setup("fit")
+    cb = AdversarialAugmentation("fgsm", eps=0.1, labels="pred", fraction=0.5, attack_batch_size=1,
+                                 seed=3, loss_stats_samples=1, figure_samples=0)  # fmt: skip
+    cb.regenerate(FakeTrainer(dm, tmp_path), module, 2)
+    chosen = choose_indices(8, 0.5, 3, 2)
+    clean, masks = dm.train_images(chosen)
+    pool = dm.extra_state()
+    assert torch.equal(pool["masks"], masks)
+    eps = attacks.sample_eps(0.1, 4, "uniform", _generator(4, 2))
+    inner = (clean > 0.1) & (clean < 0.9)
+    for i in range(4):
+        moved = (pool["images"][i] - clean[i])[inner[i]].abs()
+        assert moved.max() == pytest.approx(float(eps[i]), abs=1e-6), i
+        expected = attacks.fgsm(
+            module, clean[i : i + 1], attacks.predicted_labels(module, clean[i : i + 1]), eps[i]
+        )
+        assert torch.allclose(pool["images"][i], expected[0], atol=1e-6)
+    assert cb.history[-1]["adv/num_samples"] == 4.0  # the pool, not the 1 loss-statistics sample
+    # a model with no input gradient: the logged share is 1 (a sample mean over attack batches)
+    cb = AdversarialAugmentation("fgsm", eps=0.1, fraction=0.5, attack_batch_size=3, figure_samples=0)
+    cb.regenerate(FakeTrainer(dm, tmp_path), ConstantModule(), 0)
+    assert cb.history[-1]["adv/zero_grad_frac"] == 1.0
+
+
+@pytest.mark.parametrize("method,sign", [("fgsm", 1), ("invfgsm", -1)])
+def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tmp_path, method, sign):
+    dm = datamodule(phantom_root)
+    dm.setup("fit")
+    clean, masks = dm.train_images()
+    cb = AdversarialAugmentation(method, eps=0.1, eps_sampling="fixed", mode="free", start_epoch=2,
+                                 loss_stats_samples=0, figure_samples=0)  # fmt: skip
+    module, trainer_ = ConstantModule(), FakeTrainer(dm, tmp_path)
+    grad = torch.randn(10, *clean.shape[1:], generator=torch.Generator().manual_seed(0))
+    grad[:, :, :8] = 0  # a quarter of every clean row has no gradient
+    grad[8:] = 0  # two rows of the previous pool (index < 0) in the batch: no gradient at all
+    for epoch in (0, 1):  # start_epoch=2: epoch 0 collects nothing, epoch 1 collects the pool of 2
+        trainer_.current_epoch = epoch
+        cb.on_train_epoch_start(trainer_, module)
+        batch = {"image": torch.cat([clean, clean[:2]]).clone(), "mask": torch.cat([masks, masks[:2]]),
+                 "index": torch.cat([torch.arange(8), torch.tensor([-1, -2])])}  # fmt: skip
+        cb.on_train_batch_start(trainer_, module, batch, 0)
+        if batch["image"].requires_grad:
+            batch["image"].grad = grad.clone()
+        cb.on_train_batch_end(trainer_, module, None, batch, 0)
+        cb.on_train_epoch_end(trainer_, module)
+        assert [h["epoch"] for h in cb.history] == ([] if epoch == 0 else [2])
+    pool = dm.extra_state()
+    expected = (clean + sign * 0.1 * grad[:8].sign()).clamp(0, 1)
+    assert torch.allclose(pool["images"], expected, atol=1e-6) and torch.equal(pool["masks"], masks)
+    assert cb.history[0]["adv/zero_grad_frac"] == pytest.approx(0.25)  # the clean rows only
