@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,6 +35,21 @@ def compose_config(overrides: list[str], tmp_path: Path, config_name: str = "tra
         cfg.paths.log_dir = str(tmp_path / "logs")
     GlobalHydra.instance().clear()
     return cfg
+
+
+class ConstantNet(torch.nn.Module):
+    """Two output channels that ignore the input: every input gradient is exactly 0."""
+
+    num_classes = 2
+    device = torch.device("cpu")
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        torch.nn.init.zeros_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
 
 
 TINY = [

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import segmentation_models_pytorch as smp
 import torch
-from conftest import compose_config
+from conftest import ConstantNet, compose_config
 
 from advaug import attacks
 from advaug.callbacks.adversarial import (
@@ -348,20 +348,6 @@ class FakeTrainer:
         self.datamodule, self.default_root_dir, self.current_epoch, self.loggers = dm, str(root), epoch, []
 
 
-class ConstantModule(torch.nn.Module):
-    """Two output channels that ignore the input: every input gradient is exactly 0."""
-
-    device = torch.device("cpu")
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 2, 1)
-        torch.nn.init.zeros_(self.conv.weight)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
 def test_chosen_samples_change_with_the_epoch():
     chosen = [choose_indices(100, 0.2, 0, epoch) for epoch in range(3)]
     assert not torch.equal(chosen[0], chosen[1]) and not torch.equal(chosen[1], chosen[2])
@@ -394,7 +380,7 @@ def test_regenerate_pred_labels_per_sample_eps_keeps_true_masks_and_logs(trained
     assert cb.history[-1]["adv/num_samples"] == 4.0  # the pool, not the 1 loss-statistics sample
     # a model with no input gradient: the logged share is 1 (a sample mean over attack batches)
     cb = AdversarialAugmentation("fgsm", eps=0.1, fraction=0.5, attack_batch_size=3, figure_samples=0)
-    cb.regenerate(FakeTrainer(dm, tmp_path), ConstantModule(), 0)
+    cb.regenerate(FakeTrainer(dm, tmp_path), ConstantNet(), 0)
     assert cb.history[-1]["adv/zero_grad_frac"] == 1.0
 
 
@@ -405,7 +391,7 @@ def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tm
     clean, masks = dm.train_images()
     cb = AdversarialAugmentation(method, eps=0.1, eps_sampling="fixed", mode="free", start_epoch=2,
                                  loss_stats_samples=0, figure_samples=0)  # fmt: skip
-    module, trainer_ = ConstantModule(), FakeTrainer(dm, tmp_path)
+    module, trainer_ = ConstantNet(), FakeTrainer(dm, tmp_path)
     grad = torch.randn(10, *clean.shape[1:], generator=torch.Generator().manual_seed(0))
     grad[:, :, :8] = 0  # a quarter of every clean row has no gradient
     grad[8:] = 0  # two rows of the previous pool (index < 0) in the batch: no gradient at all

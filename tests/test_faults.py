@@ -197,7 +197,9 @@ def test_an_option_added_later_left_null_still_matches_the_run(tmp_path):
     from advaug.cli import check_same_run
 
     cfg, out = _completed_job(tmp_path / "a", "seed=0")
-    newer = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=0", "+dataset.added_later=null"], tmp_path / "a")
+    newer = compose_config(
+        [*TINY, "hydra.mode=MULTIRUN", "seed=0", "+dataset.added_later=null"], tmp_path / "a"
+    )
     check_same_run(out, newer)  # null: the new option's off setting, the old behaviour
     newer.dataset.added_later = [0, 4095]
     with pytest.raises(ConfigError, match=r"dataset.added_later: '<missing>' then, \[0, 4095\] now"):

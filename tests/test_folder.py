@@ -239,13 +239,17 @@ def test_class_id_masks_under_binary_config_name_num_classes(tmp_path):
     # JPEG threshold (which would turn every class into background)
     ids = np.zeros((20, 24), np.uint8)
     ids[2:6, 2:6], ids[8:12, 8:12], ids[14:18, 14:18] = 1, 2, 3
-    with pytest.raises(DatasetError, match=r"m\.png: mask values \{0, 1, 2, 3\}.*dataset\.num_classes=4") as err:
+    with pytest.raises(
+        DatasetError, match=r"m\.png: mask values \{0, 1, 2, 3\}.*dataset\.num_classes=4"
+    ) as err:
         mask_to_ids(ids, tmp_path / "m.png", 2, None)
     assert "mask_threshold=128" not in str(err.value).split("dataset.num_classes=4")[0]
     with pytest.raises(DatasetError, match=r"dataset\.num_classes=4"):
         mask_to_ids(ids, tmp_path / "m.png", 3, None)
     # following the old advice (mask_threshold=128) must not silently erase the classes
-    with pytest.raises(DatasetError, match=r"m\.png: mask holds class ids 0\.\.3.*dataset\.mask_threshold=null"):
+    with pytest.raises(
+        DatasetError, match=r"m\.png: mask holds class ids 0\.\.3.*dataset\.mask_threshold=null"
+    ):
         mask_to_ids(ids, tmp_path / "m.png", 2, 128)
     assert mask_to_ids(ids, tmp_path / "m.png", 4, None).tolist() == ids.tolist()
 
@@ -273,5 +277,7 @@ def test_sixteen_bit_images_fixed_intensity_range(tmp_path):
     write_pair(tmp_path / "ds", "bone", image=bone)
     images, _ = load_pairs(find_pairs(tmp_path / "ds"), 24, 2, intensity_range=(0, 4095))
     assert int(images[0, 0, 12, 12]) == round(4000 / 4095 * 255)
-    with pytest.raises(DatasetError, match=r"dataset\.intensity_range=\[5, 5\]: .*lower bound below the upper"):
+    with pytest.raises(
+        DatasetError, match=r"dataset\.intensity_range=\[5, 5\]: .*lower bound below the upper"
+    ):
         load_image(tmp_path / "soft.png", 8, intensity_range=(5, 5))

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import segmentation_models_pytorch as smp
 import torch
-from conftest import TINY, compose_config, run_entry_script
+from conftest import TINY, ConstantNet, compose_config, run_entry_script
 
 from advaug import attacks
 from advaug.errors import ConfigError
@@ -256,20 +256,6 @@ def test_cell_is_the_attack_with_its_labels_scored_against_the_true_mask(model_a
         assert rows[1][key] == pytest.approx(float(expected[key]), abs=1e-6), key
     assert rows[1]["steps"] == (3 if method == "pgd" else 1)
     assert rows[1]["attack"] == ("pgd-3" if method == "pgd" else "fgsm")
-
-
-class ConstantNet(torch.nn.Module):
-    """Two output channels that ignore the input: every input gradient is exactly 0."""
-
-    num_classes = 2
-
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 2, 1)
-        torch.nn.init.zeros_(self.conv.weight)
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 def test_zero_gradient_share_is_a_mean_over_batches_and_shown_in_percent(model_and_loader, tmp_path):

@@ -229,7 +229,6 @@ def test_wandb_offline_run_has_config_history_and_figures(tmp_path, tiny_overrid
             assert secret.encode() not in path.read_bytes(), path
 
 
-
 def test_wandb_run_stores_each_adversarial_figure_once(tmp_path, tiny_overrides, monkeypatch):
     # the callback logs adv_epochNNN.png at its step (adv/samples); the end of the run logged every
     # figures/*.png again under figures/, so the offline run held (and uploaded) each one twice

@@ -17,6 +17,12 @@ from advaug.reporting.collect import collect
 from advaug.sweep import SweepSummary, summarize_sweep
 
 
+def _sweep_command(tmp_path, sweep):
+    """``python src/train.py -m`` on tiny data into ``sweep``, without the robustness grid."""
+    return [sys.executable, str(ROOT / "src" / "train.py"), "-m", *TINY, "robustness.enabled=false",
+            f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+
+
 def _job(sweep, name, record=None, overrides=()):
     (sweep / name / ".hydra").mkdir(parents=True)
     (sweep / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
@@ -79,13 +85,7 @@ def test_summary_marks_completed_jobs_older_than_the_sweep_as_skipped(tmp_path):
 def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting(tmp_path):
     sweep = tmp_path / "sweep"
     args = [
-        sys.executable,
-        str(ROOT / "src" / "train.py"),
-        "-m",
-        *TINY,
-        "robustness.enabled=false",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.sweep.dir={sweep}",
+        *_sweep_command(tmp_path, sweep),
         "+callbacks.nan._target_=fault_callbacks.NanLoss",
         "trainer.max_epochs=1,-1",
         "+callbacks.nan.at_epoch=0,9",
@@ -121,8 +121,7 @@ def test_rerun_with_other_seeds_into_the_same_sweep_dir_trains_them(tmp_path):
     # the overrides are sorted by key and seed= comes after 120 characters of the tiny ones: the
     # second sweep's job 0 used to land in the first one's folder and be skipped as completed
     sweep = tmp_path / "sweep"
-    base = [sys.executable, str(ROOT / "src" / "train.py"), "-m", *TINY, "robustness.enabled=false"]
-    base += [f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", "trainer.max_epochs=1"]
+    base = [*_sweep_command(tmp_path, sweep), "trainer.max_epochs=1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
     for seed in (0, 1):
         proc = subprocess.run(
@@ -161,13 +160,7 @@ def test_sigterm_to_a_joblib_sweep_stops_its_worker_processes(tmp_path):
     # the jobs used to outlive it and go on training (and writing) unsupervised
     marker = tmp_path / "paused"
     args = [
-        sys.executable,
-        str(ROOT / "src" / "train.py"),
-        "-m",
-        *TINY,
-        "robustness.enabled=false",
-        f"paths.data_dir={tmp_path / 'data'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *_sweep_command(tmp_path, tmp_path / "sweep"),
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "+callbacks.pause._target_=fault_callbacks.PauseOnce",
@@ -179,7 +172,12 @@ def test_sigterm_to_a_joblib_sweep_stops_its_worker_processes(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group: the workers are found, and never leak
     )
     try:

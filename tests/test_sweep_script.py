@@ -47,7 +47,9 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
     config = (fgsm_job / "config_resolved.yaml").read_text()
     assert "eps: 0.05" in config and "fraction: 0.5" in config  # the variant's overrides reached the job
     ran = (root / "_logs" / "jobs.txt").read_text().splitlines()
-    assert len(ran) == 2 and all(" rc=0 status=completed " in line for line in ran)  # the rerun started nothing
+    assert len(ran) == 2 and all(
+        " rc=0 status=completed " in line for line in ran
+    )  # the rerun started nothing
     assert "2 completed jobs" in done.stdout
 
 
