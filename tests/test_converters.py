@@ -383,7 +383,9 @@ def test_polyp_class_id_masks_need_threshold_one(tmp_path):
     src = cvc_source(tmp_path / "cvc", mask_value=1)
     out = tmp_path / "out" / "polyp"
     out.parent.mkdir()
-    with pytest.raises(DatasetError, match=r"1\.png: mask holds 0/1 class ids.*--mask-threshold 1"):
+    with pytest.raises(
+        DatasetError, match=r"1\.png: mask holds class ids \(values 0, 1\).*--mask-threshold 1"
+    ):
         prepare("polyp", src, out, size=20, split=(0.5, 0.25, 0.25), **QUIET)
     assert nothing_left(out)
     record = prepare("polyp", src, out, size=20, split=(0.5, 0.25, 0.25), mask_threshold=1, **QUIET)

@@ -252,6 +252,11 @@ def test_class_id_masks_under_binary_config_name_num_classes(tmp_path):
     ):
         mask_to_ids(ids, tmp_path / "m.png", 2, 128)
     assert mask_to_ids(ids, tmp_path / "m.png", 4, None).tolist() == ids.tolist()
+    # a dim binary mask (0/100) is no class-id mask: the threshold binarises it (to empty, which the
+    # empty-mask checks report) instead of asking for dataset.num_classes=101
+    dim = (ids > 0).astype(np.uint8) * 100
+    assert mask_to_ids(dim, tmp_path / "m.png", 2, 128).max() == 0
+    assert mask_to_ids(dim, tmp_path / "m.png", 2, 50).tolist() == (ids > 0).astype(np.uint8).tolist()
 
 
 def test_sixteen_bit_images_fixed_intensity_range(tmp_path):

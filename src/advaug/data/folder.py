@@ -158,11 +158,16 @@ def _single_channel(raw: np.ndarray, path: Path) -> np.ndarray:
 
 def threshold_erases_class_ids(raw: np.ndarray, threshold: int | None) -> bool:
     """True when ``raw`` holds class ids (whole values 0..k, k >= 1) that ``>= threshold`` would
-    all turn into background: 0/1 masks, or multi-class masks 0..3 under the JPEG threshold."""
+    all turn into background: 0/1 masks, or multi-class masks 0..3 under the JPEG threshold.
+
+    Two values {0, k} with k > 1 are a dim binary mask, not class ids (it binarises to empty, which
+    the empty-mask checks report); class ids of more than one foreground class show 3+ values."""
     if threshold is None or threshold <= 1 or raw.size == 0 or raw.min() < 0:
         return False
     top = raw.max()
-    return bool(1 <= top < threshold and np.all(np.mod(raw, 1) == 0))
+    if not (1 <= top < threshold and np.all(np.mod(raw, 1) == 0)):
+        return False
+    return bool(top == 1 or len(np.unique(raw)) >= 3)
 
 
 def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | None) -> np.ndarray:

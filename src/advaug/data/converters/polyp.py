@@ -76,8 +76,9 @@ def convert(
             )
         if threshold_erases_class_ids(raw, mask_threshold):
             raise DatasetError(
-                f"{pair.mask}: mask holds 0/1 class ids, which --mask-threshold {mask_threshold} would "
-                "turn into background. Pass --mask-threshold 1 for 0/1 masks."
+                f"{pair.mask}: mask holds class ids (values {', '.join(f'{v:g}' for v in np.unique(raw))}), "
+                f"which --mask-threshold {mask_threshold} would turn into background. Pass --mask-threshold 1 "
+                "to read every non-zero id as polyp."
             )
         lossy += int(not np.isin(raw, (0, 255)).all())
         binary = (raw >= mask_threshold).astype(np.uint8)
