@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from filelock import FileLock
 from PIL import Image, ImageFilter
 
 from advaug.errors import DatasetError
-from advaug.utils.io import current_umask
+from advaug.utils.io import shared_temp_dir
 
 # dataset.json's settings.generator starts with this in every folder this module wrote (any version)
 GENERATOR_NAME = "synthetic-phantom"
@@ -133,8 +132,7 @@ class SyntheticPhantomGenerator:
             if self._is_current(root):
                 return root
             self._refuse_foreign(root)  # again under the lock: it may have changed meanwhile
-            tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-            tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the data folder private
+            tmp = shared_temp_dir(f".{root.name}.tmp-", root.parent)
             try:
                 self._write(tmp)
                 if root.is_dir() and not root.is_symlink():

@@ -40,6 +40,14 @@ def current_umask() -> int:
     return mask
 
 
+def shared_temp_dir(prefix: str, parent: Path) -> Path:
+    """``tempfile.mkdtemp`` in ``parent`` with the umask's permissions, not mkdtemp's 0700: for a
+    folder renamed into place as a dataset others read."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    tmp.chmod(0o777 & ~current_umask())
+    return tmp
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary file beside ``path`` (same suffix, so writers that go by it pick the format)

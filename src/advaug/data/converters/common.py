@@ -23,7 +23,7 @@ from PIL import Image
 
 from advaug.data.folder import SPLITS, check_ratios, seeded_split
 from advaug.errors import DatasetError
-from advaug.utils.io import current_umask
+from advaug.utils.io import shared_temp_dir
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 Progress = Callable[[str], None]
@@ -145,8 +145,7 @@ class SliceWriter:
 
     def __enter__(self) -> SliceWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
-        self.tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make the data folder private
+        self.tmp = shared_temp_dir(f".{self.out.name}.tmp-", self.out.parent)
         (self.tmp / "images").mkdir()
         (self.tmp / "masks").mkdir()
         return self
