@@ -4,6 +4,7 @@ subprocess runs with ``PYTHONPATH=tests``)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -57,3 +58,18 @@ class RandomPool(L.Callback):
         k = max(1, len(images) // 2)
         noisy = (images[:k] + 0.2 * torch.randn_like(images[:k])).clamp(0, 1)
         trainer.datamodule.set_extra(noisy, masks[:k])
+
+
+class SigtermThenCollectiveError(L.Callback):
+    """At ``epoch``/``batch``: SIGTERM to this process, then the error a DDP collective raises once
+    Lightning's handler has killed the other ranks (gloo's "connection reset by peer")."""
+
+    def __init__(self, epoch: int = 1, batch: int = 0) -> None:
+        self.epoch, self.batch = int(epoch), int(batch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler: received_sigterm = True
+            raise RuntimeError(
+                "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection reset by peer"
+            )

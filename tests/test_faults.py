@@ -80,6 +80,50 @@ def test_deferred_nan_check_catches_the_last_batch_before_the_epoch_end_checkpoi
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+def test_error_after_a_sigterm_is_recorded_interrupted_and_resumes(tmp_path, tiny_overrides):
+    # under DDP the SIGTERM handler kills the other ranks, so rank 0's next collective raises a
+    # backend error: the run was stopped, not broken, and must resume instead of restarting
+    overrides = [*tiny_overrides, *FAST, "trainer.max_epochs=2"]
+    cfg = compose_config(
+        [*overrides, "+callbacks.term._target_=fault_callbacks.SigtermThenCollectiveError"], tmp_path
+    )
+    out = tmp_path / "run"
+    cfg.paths.output_dir = str(out)
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry(train, cfg, output_dir=out)
+    assert exit_info.value.code is None  # exit status 0, as Lightning's own SIGTERM stop
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and record["error_type"] == "SIGTERMException"
+    assert record["cause"].startswith("RuntimeError: ") and "Connection reset" in record["cause"]
+    # the same command again continues from the end of epoch 0
+    again = compose_config(overrides, tmp_path)
+    again.paths.output_dir = str(out)
+    assert resolve_ckpt_path(again) == str(out / "checkpoints" / "last.ckpt")
+
+
+def test_an_ordinary_error_stays_failed(tmp_path):
+    from types import SimpleNamespace
+
+    from advaug.utils.distributed import sigterm_as_interrupt, stopped_by_sigterm
+
+    calm, termed = SimpleNamespace(received_sigterm=False), SimpleNamespace(received_sigterm=True)
+    with pytest.raises(RuntimeError, match="boom"), sigterm_as_interrupt(calm):
+        raise RuntimeError("boom")
+    assert stopped_by_sigterm(termed, RuntimeError("boom"))
+
+    def _sigterm_notifier_fn():  # Lightning's handler, whose own broadcast raised before it set the flag
+        raise RuntimeError("Connection reset by peer")
+
+    try:
+        try:
+            _sigterm_notifier_fn()
+        except RuntimeError as inner:
+            raise ValueError("wrapped") from inner
+    except ValueError as outer:
+        assert stopped_by_sigterm(calm, outer)  # found through the cause chain
+    assert not stopped_by_sigterm(calm, ValueError("x"))
+
+
 def test_failure_record_never_replaces_a_completed_run(tmp_path):
     from advaug.runs import record_failure
 

@@ -124,7 +124,9 @@ def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None 
         raise
     except BaseException as exc:  # KeyboardInterrupt, SystemExit from Lightning's Ctrl-C handler
         if output_dir is not None:
-            record_failure(output_dir, exc, status="interrupted")
+            cause = exc.__cause__  # e.g. a DDP collective that failed after the SIGTERM
+            extra = {"cause": f"{type(cause).__name__}: {cause}"} if cause is not None else {}
+            record_failure(output_dir, exc, status="interrupted", **extra)
         raise
 
 

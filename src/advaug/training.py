@@ -16,7 +16,7 @@ from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.resume import resolve_ckpt_path
 from advaug.runs import RUN_CONFIG, SPLITS_RECORD, run_config
-from advaug.utils.distributed import check_launch, is_rank_zero
+from advaug.utils.distributed import check_launch, is_rank_zero, sigterm_as_interrupt
 from advaug.utils.environment import describe
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
@@ -66,9 +66,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
         atomic_write_text(out / RUN_CONFIG, OmegaConf.to_yaml(run_cfg, resolve=True))
     log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
-    if cfg.get("validate_before_training", True) and not ckpt_path:
-        trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    with sigterm_as_interrupt(trainer):  # a DDP collective failing after a SIGTERM is no fault
+        if cfg.get("validate_before_training", True) and not ckpt_path:
+            trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if is_rank_zero() and getattr(datamodule, "ids", None):
         # the ids of each split (a seeded split changes when files are added): splits.json's format
         atomic_write_json(out / SPLITS_RECORD, datamodule.ids)

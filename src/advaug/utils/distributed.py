@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from advaug.errors import ConfigError
 
@@ -45,3 +49,38 @@ def check_launch(trainer: L.Trainer) -> None:
             "(no -m), or use hydra/launcher=submitit_slurm whose SLURM tasks are the DDP processes "
             "(see docs/scale.md)."
         )
+
+
+def stopped_by_sigterm(trainer: L.Trainer, exc: BaseException) -> bool:
+    """True when ``exc`` is the fallout of a SIGTERM this process received, not a fault of the run.
+
+    Under DDP, Lightning's SIGTERM handler kills the other ranks and then broadcasts to them; the
+    broadcast, or the next gradient all-reduce with the dead ranks, raises a backend error
+    (gloo: "connection reset by peer") instead of Lightning's ``SIGTERMException``. The handler
+    sets ``trainer.received_sigterm`` only after its broadcast, so a traceback through it counts too.
+    """
+    if getattr(trainer, "received_sigterm", False):
+        return True
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "_sigterm_notifier_fn":
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@contextmanager
+def sigterm_as_interrupt(trainer: L.Trainer) -> Iterator[None]:
+    """Re-raise an error caused by a received SIGTERM (see :func:`stopped_by_sigterm`) as Lightning's
+    ``SIGTERMException``, so the run is recorded ``interrupted`` (resumable), not ``failed``."""
+    try:
+        yield
+    except Exception as exc:
+        if stopped_by_sigterm(trainer, exc):
+            # no message: exit status 0, as Lightning's own SIGTERM stop; the error is the __cause__
+            raise SIGTERMException() from exc
+        raise
