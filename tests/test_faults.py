@@ -95,10 +95,40 @@ def test_error_after_a_sigterm_is_recorded_interrupted_and_resumes(tmp_path, tin
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "interrupted" and record["error_type"] == "SIGTERMException"
     assert record["cause"].startswith("RuntimeError: ") and "Connection reset" in record["cause"]
+    # the split it trained on is recorded already, before the run is resumed
+    assert set(json.loads((out / "splits.json").read_text())) == {"train", "val", "test"}
     # the same command again continues from the end of epoch 0
     again = compose_config(overrides, tmp_path)
     again.paths.output_dir = str(out)
     assert resolve_ckpt_path(again) == str(out / "checkpoints" / "last.ckpt")
+
+
+def test_resume_refuses_a_changed_split_until_the_recorded_one_is_restored(tmp_path, tiny_overrides, capsys):
+    overrides = [*tiny_overrides, *FAST, "trainer.max_epochs=2", "test=false"]
+    first = tmp_path / "first"
+    cfg = compose_config(
+        [*overrides, "+callbacks.term._target_=fault_callbacks.SigtermThenCollectiveError"], tmp_path
+    )
+    cfg.paths.output_dir = str(first)
+    with pytest.raises(SystemExit):
+        run_entry(train, cfg, output_dir=first)
+    recorded = json.loads((first / "splits.json").read_text())
+    # another split seed stands for files added to the folder: the seeded split is reshuffled
+    moved = compose_config([*overrides, "dataset.split_seed=7", f"resume_dir={first}"], tmp_path)
+    moved.paths.output_dir = str(tmp_path / "second")
+    with pytest.raises(SystemExit) as exit_info:
+        run_entry(train, moved, output_dir=tmp_path / "second")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    root = tmp_path / "data" / "synthetic"
+    assert "split is no longer the one that run started with" in err and f"{root}/splits.json" in err
+    assert not (tmp_path / "second" / "checkpoints").exists()  # nothing trained on the wrong split
+    # with the recorded split put in place, the same resume goes on and keeps that split
+    (root / "splits.json").write_text(json.dumps(recorded))
+    moved.paths.output_dir = str(tmp_path / "third")
+    metrics = run_entry(train, moved, output_dir=tmp_path / "third")
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert json.loads((tmp_path / "third" / "splits.json").read_text()) == recorded
 
 
 def test_an_ordinary_error_stays_failed(tmp_path):

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advaug.callbacks.metrics_history import MetricsHistory
+from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.resume import resolve_ckpt_path
@@ -30,11 +31,16 @@ def instantiate_dict(node: DictConfig | None) -> list[Any]:
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """Instantiate datamodule, model and trainer (with callbacks and loggers) from the config."""
+def build(
+    cfg: DictConfig, resume_from: str | None = None
+) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Instantiate datamodule, model and trainer (with callbacks and loggers) from the config;
+    ``resume_from``: the checkpoint the run will resume (its split is checked against this one's)."""
     datamodule = instantiate(cfg.dataset)
     model = instantiate(cfg.model)
     callbacks = instantiate_dict(cfg.get("callbacks")) + instantiate_dict(cfg.aug.get("callbacks"))
+    # a run output like metrics.json, so not a config choice (callbacks=none keeps it)
+    callbacks.append(SplitsRecord(Path(cfg.paths.output_dir) / SPLITS_RECORD, resume_from))
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
@@ -59,7 +65,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     # built before anything is written: a ConfigError from a constructor (aug.fraction, aug.precision,
     # the GAN recipe) must leave no config_resolved.yaml behind, like one from check_config
-    datamodule, model, trainer = build(cfg)
+    datamodule, model, trainer = build(cfg, ckpt_path)
     check_launch(trainer)
     out.mkdir(parents=True, exist_ok=True)
     run_cfg = run_config(cfg)
@@ -70,9 +76,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("validate_before_training", True) and not ckpt_path:
             trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    if is_rank_zero() and getattr(datamodule, "ids", None):
-        # the ids of each split (a seeded split changes when files are added): splits.json's format
-        atomic_write_json(out / SPLITS_RECORD, datamodule.ids)
 
     test: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback

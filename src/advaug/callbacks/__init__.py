@@ -6,6 +6,7 @@ from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.pool import PoolCallback
 from advaug.callbacks.progress import ProgressBar
+from advaug.callbacks.splits_record import SplitsRecord
 from advaug.callbacks.transform_pool import TransformPool
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "PoolCallback",
     "ProgressBar",
     "RunCheckpoint",
+    "SplitsRecord",
     "TransformPool",
 ]
