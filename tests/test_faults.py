@@ -131,6 +131,29 @@ def test_resume_refuses_a_changed_split_until_the_recorded_one_is_restored(tmp_p
     assert json.loads((tmp_path / "third" / "splits.json").read_text()) == recorded
 
 
+def test_split_check_compares_ids_not_their_order(tmp_path):
+    from types import SimpleNamespace
+
+    from advaug.callbacks.splits_record import check_same_split
+    from advaug.errors import DatasetError
+
+    record, dm, ckpt = (
+        tmp_path / "splits.json",
+        SimpleNamespace(root=tmp_path / "data"),
+        tmp_path / "last.ckpt",
+    )
+    ids = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
+    record.write_text(json.dumps({"train": ["b", "a"], "val": ["c"], "test": ["d"]}))
+    check_same_split(ids, record, dm, ckpt)  # same ids in another order: the same split
+    record.write_text(json.dumps({"train": ["a", "d"], "val": ["c"], "test": ["b"]}))
+    with pytest.raises(
+        DatasetError, match=r"the test/train split is no longer .* Copy .*splits.json to .*data/splits.json"
+    ):
+        check_same_split(ids, record, dm, ckpt)
+    record.write_text("{not json")
+    check_same_split(ids, record, dm, ckpt)  # unreadable: nothing to compare with, no error
+
+
 def test_an_ordinary_error_stays_failed(tmp_path):
     from types import SimpleNamespace
 
