@@ -259,7 +259,14 @@ def test_completed_sweep_job_is_skipped_only_for_the_same_config(tmp_path):
     cfg, out = _completed_job(tmp_path / "a", "seed=0")
     # keys that do not change results may differ: the folder's run is still this job's
     same = compose_config(
-        [*TINY, "hydra.mode=MULTIRUN", "seed=0", "trainer.enable_progress_bar=true", "tags=[x]"],
+        [
+            *TINY,
+            "hydra.mode=MULTIRUN",
+            "seed=0",
+            "trainer.enable_progress_bar=true",
+            "tags=[x]",
+            "callbacks.model_checkpoint.keep_last=false",
+        ],
         tmp_path / "a",
     )
     same.paths.log_dir = str(tmp_path / "elsewhere")

@@ -30,6 +30,20 @@ def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
     assert env["commit"] is None or len(env["commit"]) >= 7
 
 
+def test_keep_last_false_deletes_last_ckpt_once_the_run_completed(tmp_path, tiny_overrides):
+    overrides = [
+        "trainer.max_epochs=2",
+        "robustness.enabled=false",
+        "callbacks.model_checkpoint.keep_last=false",
+    ]
+    cfg = compose_config([*tiny_overrides, *overrides], tmp_path)
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    assert metrics["status"] == "completed" and metrics["test"]  # tested with the best file first
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt"]
+    assert metrics["best_model_path"] == str(run / "checkpoints" / "best.ckpt")
+
+
 def test_training_reduces_loss(tmp_path, tiny_overrides):
     cfg = compose_config(
         [*tiny_overrides, "trainer.max_epochs=3", "dataset.generator.num_images=24", "test=false"], tmp_path

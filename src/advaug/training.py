@@ -11,6 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from advaug.callbacks.checkpoint import RunCheckpoint
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
@@ -114,5 +115,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_json(out / "metrics.json", metrics)
         log.info("test: %s", "  ".join(f"{k}={v:.4f}" for k, v in test.items()))
         log.info("outputs written to %s", out)
+    if isinstance(checkpoint, RunCheckpoint):  # after metrics.json: a crash before it can still resume
+        checkpoint.run_completed(trainer)
     finish_wandb(trainer, out, {k: metrics[k] for k in ("best_val_miou", "epochs", "wall_time_s")} | test)
     return metrics

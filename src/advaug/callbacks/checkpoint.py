@@ -23,10 +23,15 @@ class RunCheckpoint(ModelCheckpoint):
     ``best_weights_only=True`` (default): the top-k files are written weights-only (state_dict,
     hyper-parameters, epoch/step) and without the DataModule state (the pool); ``last.ckpt`` stays
     a full checkpoint for an exact resume. ``False`` writes every file in full, as Lightning does.
+    ``keep_last=False``: :meth:`run_completed` deletes ``last.ckpt`` (3× the best file with Adam,
+    plus the pool), which only a resume or further training needs.
     """
 
-    def __init__(self, *args: Any, best_weights_only: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, best_weights_only: bool = True, keep_last: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.keep_last = bool(keep_last)
         if best_weights_only and self.save_last == "link":
             raise ConfigError(
                 "save_last=link makes last.ckpt a link to the best file, which holds the weights only "
@@ -64,3 +69,11 @@ class RunCheckpoint(ModelCheckpoint):
                 super()._save_checkpoint(trainer, filepath)
         finally:
             self.save_weights_only = False
+
+    def run_completed(self, trainer: L.Trainer) -> None:
+        """The run's results are written: delete ``last.ckpt`` unless ``keep_last``."""
+        last = self.last_model_path
+        if self.keep_last or not last or last == self.best_model_path:
+            return
+        self._remove_checkpoint(trainer, last)  # the strategy's: rank 0 removes the file
+        self.last_model_path = ""

@@ -63,6 +63,7 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.enable_progress_bar",
     "trainer.devices",
     "callbacks.progress_bar",  # follows trainer.enable_progress_bar
+    "callbacks.model_checkpoint.keep_last",  # whether last.ckpt outlives a completed run
     "logger",
     "tags",
 )
