@@ -286,3 +286,95 @@ def test_sixteen_bit_images_fixed_intensity_range(tmp_path):
         DatasetError, match=r"dataset\.intensity_range=\[5, 5\]: .*lower bound below the upper"
     ):
         load_image(tmp_path / "soft.png", 8, intensity_range=(5, 5))
+
+
+def test_index_skips_hidden_files_and_folders_reads_upper_case_and_refuses_twins(tmp_path):
+    write_pair(tmp_path, "a")
+    (tmp_path / "images" / ".DS_Store").write_bytes(b"\0")  # hidden: skipped, not "not an image"
+    (tmp_path / "masks" / "thumbs").mkdir()  # a folder: skipped
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "images" / "B.PNG")
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "masks" / "B.png")
+    assert [(p.id, p.image.name) for p in find_pairs(tmp_path)] == [("B", "B.PNG"), ("a", "a.png")]
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "images" / "a.jpg")
+    with pytest.raises(DatasetError, match=r"a\.png: two files share the id 'a' \(a\.jpg\)"):
+        find_pairs(tmp_path)
+
+
+def test_pairs_sorted_by_id_not_file_name(tmp_path):
+    # file names sort "a-1.png" < "a.png" ('-' < '.'), the ids "a" < "a-1"
+    write_pair(tmp_path, "a-1")
+    write_pair(tmp_path, "a")
+    assert [p.id for p in find_pairs(tmp_path)] == ["a", "a-1"]
+
+
+def test_intensity_range_needs_exactly_two_values_and_flat_images_are_black(tmp_path):
+    import warnings
+
+    from advaug.data.folder import check_intensity_range, load_image
+
+    with pytest.raises(DatasetError, match=r"dataset\.intensity_range=\[0, 100, 200\]: give two numbers"):
+        check_intensity_range([0, 100, 200])
+    assert check_intensity_range([0, 4095]) == (0.0, 4095.0)
+    # a constant 16-bit image has no range of its own: black, not 0/0 = NaN cast to uint8
+    Image.fromarray(np.full((8, 8), 700, np.uint16)).save(tmp_path / "flat.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "flat.png", 8).max() == 0
+
+
+def test_grey_with_alpha_mask_accepted(tmp_path):
+    la = np.zeros((20, 24, 2), np.uint8)
+    la[5:10, 5:12, 0] = 255
+    la[..., 1] = 255  # opaque alpha differs from the grey channel: ignored
+    assert int(mask_to_ids(la, tmp_path / "m.png", 2, None).sum()) == 5 * 7
+
+
+def test_threshold_is_binary_only_and_binary_masks_need_two_classes(tmp_path):
+    ids = np.array([[0, 1], [2, 2]], np.uint8)
+    # dataset.mask_threshold is ignored for multi-class masks (ids kept, no binarising or error)
+    assert mask_to_ids(ids, tmp_path / "m.png", 3, 128).tolist() == ids.tolist()
+    # {0, 255} is read as binary only under num_classes=2; with 3 classes 255 is no class id
+    binary = np.array([[0, 255], [255, 0]], np.uint8)
+    with pytest.raises(DatasetError, match=r"mask values \{0, 255\} are neither class ids 0\.\.2"):
+        mask_to_ids(binary, tmp_path / "m.png", 3, None)
+
+
+def test_large_non_binary_values_get_the_threshold_advice_not_num_classes(tmp_path):
+    # {0, 200}: a lossy binary mask, not class ids of 201 classes
+    raw = np.array([[0, 200], [200, 0]], np.uint8)
+    with pytest.raises(DatasetError, match=r"\{0, 200\}.*set dataset\.mask_threshold=128\.") as err:
+        mask_to_ids(raw, tmp_path / "m.png", 2, None)
+    assert "num_classes=201" not in str(err.value)
+
+
+def test_mask_resize_keeps_class_ids(tmp_path):
+    # bilinear resizing would invent ids between neighbouring classes (0|3 -> 1, 2)
+    ids = np.zeros((20, 24), np.uint8)
+    ids[:, 12:] = 3
+    write_pair(tmp_path, "a", mask=ids)
+    _, masks = load_pairs(find_pairs(tmp_path), 48, 4)
+    assert set(masks.unique().tolist()) == {0, 3}
+
+
+def test_splits_json_missing_list_and_bad_ratios_are_dataset_errors(tmp_path):
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": ["a"], "val": ["b"]}))
+    with pytest.raises(DatasetError, match=r"splits\.json: no 'test' list"):
+        read_splits(path, ["a", "b", "c"])
+    ids = [str(i) for i in range(4)]
+    with pytest.raises(DatasetError, match=r"dataset\.split=\{'train': 1, 'test': 1\}: needs a positive"):
+        seeded_split(ids, {"train": 1, "test": 1}, seed=0)
+    with pytest.raises(DatasetError, match="non-negative val/test"):
+        seeded_split(ids, {"train": 1, "val": 1, "test": -1}, seed=0)
+
+
+def test_seeded_split_fills_small_splits_from_the_largest():
+    ids = [str(i) for i in range(10)]
+    # 0.05 of 10 rounds to 0 for val and test: each takes one id from train (the largest)
+    split = seeded_split(ids, {"train": 0.9, "val": 0.05, "test": 0.05}, seed=0)
+    assert [len(split[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+    assert sorted(split["train"] + split["val"] + split["test"]) == ids
+    # val and test both rounding up past n (1.5 -> 2 each of 3, train ratio below float precision)
+    split = seeded_split(ids[:3], {"train": 1e-17, "val": 1, "test": 1}, seed=0)
+    assert sorted(split["train"] + split["val"] + split["test"]) == ids[:3]
+    assert all(len(split[s]) == 1 for s in ("train", "val", "test"))
