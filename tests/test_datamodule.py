@@ -224,3 +224,109 @@ def test_device_batches_drop_last():
     images, masks, index = torch.zeros(9, 3, 2, 2), torch.zeros(9, 2, 2, dtype=torch.uint8), torch.arange(9)
     batches = DeviceBatches(images, masks, index, batch_size=4, shuffle=True, drop_last=True)
     assert len(batches) == 2 and [len(b["index"]) for b in batches] == [4, 4]
+
+
+def test_datamodule_arguments_checked_and_eval_batch_size_used(phantom_root, tmp_path):
+    with pytest.raises(DatasetError, match=r"dataset\.num_classes=1: need background"):
+        SegmentationDataModule(root=str(phantom_root), num_classes=1)
+    dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25}, eval_batch_size=3)
+    assert dm.val_dataloader().batch_size == 3 and dm.train_dataloader().batch_size == 4
+    images, masks = dm.train_images(torch.arange(2))
+    assert images.dtype == torch.float32 and masks.dtype == torch.long and masks.shape == (2, 32, 32)
+    # a missing folder without a prepare hint is left to setup(), which names dataset.root
+    missing = SegmentationDataModule(root=str(tmp_path / "nope"))
+    missing.prepare_data()
+    with pytest.raises(DatasetError, match=r"nope does not exist\. Set dataset\.root="):
+        missing.setup("fit")
+
+
+def test_setup_decodes_the_folder_once(phantom_root, monkeypatch):
+    import advaug.data.datamodule as datamodule
+
+    dm = make(phantom_root)
+    monkeypatch.setattr(datamodule, "find_pairs", lambda root: pytest.fail("setup read the folder again"))
+    dm.setup("test")
+    assert len(dm.data["test"][0]) == len(dm.ids["test"])
+
+
+def test_set_extra_refuses_masks_that_do_not_match(phantom_root):
+    dm = make(phantom_root)
+    images, masks = dm.train_images(torch.arange(2))
+    with pytest.raises(ValueError, match=r"masks None do not match"):
+        dm.set_extra(images, None)
+    with pytest.raises(ValueError, match="do not match"):  # 5-d images whose dims 0, 2.. equal the masks'
+        dm.set_extra(images[:, None], images[:, 0:1].expand(2, 3, 32, 32) > 0)
+
+
+def test_a_pool_left_out_of_the_checkpoint_blocks_training_until_remade(phantom_root):
+    from advaug.errors import ConfigError
+
+    dm = make(phantom_root)
+    dm.load_state_dict({"extra": None, "extra_left_out": True})
+    assert dm.pool_left_out and dm.num_extra == 0
+    with pytest.raises(ConfigError, match="left its extra-sample pool out"):
+        dm.train_dataloader()
+    dm.set_extra(*dm.train_images(torch.arange(2)), rebuildable=True)  # the producer remakes it
+    assert not dm.pool_left_out and dm.num_extra == 2
+    assert len(dm.train_dataloader().dataset) == dm.num_train() + 2
+    assert dm.state_dict() == {"extra": None, "extra_left_out": True}
+
+
+def test_single_last_batch_counted_per_rank_and_a_lone_sample_kept(phantom_root):
+    from types import SimpleNamespace
+
+    dm = make(phantom_root)  # batch size 4
+    assert dm._drop_single_last(5) and not dm._drop_single_last(1)  # one sample is all there is: keep it
+    dm.trainer = SimpleNamespace(world_size=2)
+    # 9 samples on 2 ranks: Lightning pads to 5 per rank, 4 + 1 each
+    assert dm._drop_single_last(9) and not dm._drop_single_last(8)
+
+
+def test_ddp_eval_loaders_shard_without_repeats_in_order(phantom_root):
+    from types import SimpleNamespace
+
+    from advaug.errors import ConfigError
+
+    cpu = SimpleNamespace(root_device=torch.device("cpu"))
+    dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})  # val: 4 samples
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1, strategy=cpu)
+    assert list(dm.val_dataloader().sampler) == [1, 3]
+    dm.trainer = SimpleNamespace(world_size=4, global_rank=0, strategy=cpu)
+    assert list(dm.val_dataloader().sampler) == [0]  # as many samples as ranks is enough
+    dm.trainer = SimpleNamespace(world_size=5, global_rank=0, strategy=cpu)
+    with pytest.raises(ConfigError, match="the val split has 4 sample.* has 5 processes"):
+        dm.val_dataloader()
+    on_device = make(phantom_root, on_device=True)
+    on_device.trainer = SimpleNamespace(world_size=2, strategy=cpu)
+    with pytest.raises(ConfigError, match="under DDP every rank needs"):
+        on_device.train_dataloader()
+
+
+def test_on_device_split_follows_a_new_device(phantom_root):
+    from types import SimpleNamespace
+
+    dm = make(phantom_root, on_device=True)
+    assert dm._device_split("val")[0].device.type == "cpu"
+    dm.trainer = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("meta")))
+    images, masks = dm._device_split("val")
+    assert images.device.type == "meta" and masks.device.type == "meta"
+
+
+def test_dataset_and_batch_arguments_checked():
+    from advaug.data.datasets import CleanPairs, ExtraPool
+    from advaug.data.device_batches import DeviceBatches
+
+    images = torch.zeros(3, 3, 4, 4, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="uint8"):
+        CleanPairs(images, torch.zeros(3, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="pool has 3 images but 2 masks"):
+        ExtraPool(images.float(), torch.zeros(2, 4, 4, dtype=torch.uint8))
+    full = ExtraPool(images.float(), torch.full((3, 4, 4), 255, dtype=torch.long))
+    assert full.masks.dtype == torch.uint8 and int(full[0]["mask"].max()) == 255
+    ignore = ExtraPool(images.float(), torch.full((3, 4, 4), -1, dtype=torch.long))  # no uint8 wrap to 255
+    assert int(ignore[0]["mask"].max()) == -1
+    masks = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="3 images, 3 masks, 2 ids"):
+        DeviceBatches(images.float(), masks, torch.arange(2), batch_size=2, shuffle=False)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        DeviceBatches(images.float(), masks, torch.arange(3), batch_size=0, shuffle=False)
