@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
@@ -211,3 +212,26 @@ def test_train_with_flip_pool_end_to_end(tmp_path, tiny_overrides):
     first = next(r for r in metrics["history"] if r["epoch"] == 1)
     assert first["train/samples"] == 8 + 4  # clean ∪ pool from the very first epoch
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_pool_indices_round_the_fraction_and_refuse_an_empty_pool():
+    from advaug.callbacks.transform_pool import pool_indices, to_uint8
+
+    picked = pool_indices(8, 0.7, seed=0, epoch=0)
+    assert len(picked) == 6 and len(set(picked.tolist())) == 6  # round(5.6), distinct samples
+    with pytest.raises(ConfigError, match=r"aug\.fraction=0\.01 selects no sample of a 8-sample"):
+        pool_indices(8, 0.01, seed=0, epoch=0)
+    with pytest.raises(ConfigError, match=r"aug\.num_workers=-1"):
+        TransformPool(Pipeline({"flip": A.HorizontalFlip()}), num_workers=-1)
+    # floats back to uint8 round to the nearest level (truncation would darken every float pixel)
+    assert to_uint8(torch.tensor([0.5, 0.999, 1.0]).view(1, 3, 1, 1)).flatten().tolist() == [128, 255, 255]
+
+
+def test_online_protocol_never_fills_a_pool(datamodule):
+    callback = TransformPool(Pipeline({"flip": A.HorizontalFlip()}), protocol="online")
+    trainer = SimpleNamespace(
+        datamodule=datamodule, current_epoch=0, max_epochs=3, max_steps=-1, global_step=0, should_stop=False
+    )
+    callback.on_fit_start(trainer, None)
+    callback.on_train_epoch_end(trainer, None)
+    assert datamodule.num_extra == 0 and callback.fills == 0

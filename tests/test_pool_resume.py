@@ -1,6 +1,8 @@
 """Pools a producer can remake are left out of checkpoints, and a resumed run remakes them
 exactly: same pool, same weights at the end as the uninterrupted run (CPU, deterministic)."""
 
+from types import SimpleNamespace
+
 import albumentations as A
 import lightning as L
 import pytest
@@ -9,6 +11,7 @@ from test_adversarial_callback import tiny_module
 
 from advaug.augment.pipeline import Pipeline
 from advaug.callbacks import AdversarialAugmentation, RunCheckpoint, TransformPool
+from advaug.callbacks.pool import PoolCallback
 from advaug.callbacks.resume_state import ResumeState
 from advaug.data import SegmentationDataModule
 from advaug.errors import ConfigError
@@ -108,3 +111,89 @@ def test_a_callback_that_loaded_a_state_fills_afresh_in_its_next_fit(phantom_roo
     assert cb.pool_epoch == 5 and dm.num_extra == 0
     fit()  # a fresh fit: the pool of epoch 0
     assert cb.pool_epoch == 0 and dm.num_extra == dm.num_train()
+
+
+# -- PoolCallback bookkeeping with a fake trainer (no fit: fast) ----------------------------------
+class CountingPool(PoolCallback):
+    """Records the epochs it makes pools for; draws from the global generator like a loader does."""
+
+    rebuildable = True
+
+    def __init__(self, every_n_epochs=1):
+        super().__init__(every_n_epochs)
+        self.made = []
+
+    def make_pool(self, trainer, pl_module, epoch):
+        self.made.append(epoch)
+        torch.rand(1)
+        return torch.full((1, 3, 2, 2), epoch / 10), torch.zeros(1, 2, 2, dtype=torch.long)
+
+
+class FakeData:
+    def __init__(self, pool_left_out=False):
+        self.pool_left_out, self.rebuildable = pool_left_out, []
+
+    def set_extra(self, images, masks, rebuildable=False):
+        self.pool_left_out = False
+        self.rebuildable.append(rebuildable)
+
+
+def fake_trainer(data, epoch=0, max_epochs=5):
+    return SimpleNamespace(
+        datamodule=data,
+        current_epoch=epoch,
+        max_epochs=max_epochs,
+        max_steps=-1,
+        global_step=0,
+        should_stop=False,
+    )
+
+
+def test_pool_callback_records_its_epochs_and_refills_when_due():
+    with pytest.raises(ConfigError, match="every_n_epochs=-1"):
+        CountingPool(every_n_epochs=-1)
+    cb, data = CountingPool(), FakeData()
+    trainer = fake_trainer(data)
+    cb.on_fit_start(trainer, None)
+    assert cb.made == [0] and data.rebuildable == [True]  # a seeded pool: checkpoints leave it out
+    assert cb.state_dict() == {"pool_epoch": 0, "next_epoch": None}
+    cb.on_train_epoch_end(trainer, None)
+    assert cb.made == [0, 1] and cb.state_dict() == {"pool_epoch": 1, "next_epoch": 1}
+    once = CountingPool(every_n_epochs=0)  # fill once, keep it
+    once.on_fit_start(trainer, None)
+    for epoch in range(3):
+        once.on_train_epoch_end(fake_trainer(data, epoch), None)
+    assert once.made == [0] and once.state_dict() == {"pool_epoch": 0, "next_epoch": 3}
+    every_other = CountingPool(every_n_epochs=2)
+    for epoch in range(3):
+        every_other.on_train_epoch_end(fake_trainer(data, epoch), None)
+    assert every_other.made == [2]
+
+
+def test_resumed_pool_callback_keeps_remakes_or_makes_the_due_pool():
+    # on_fit_start of a resumed run: the loop's epoch is still 0, the callback state says which pool
+    restored = CountingPool()
+    restored.load_state_dict({"pool_epoch": 1, "next_epoch": 1})
+    restored.on_fit_start(fake_trainer(FakeData()), None)
+    assert restored.made == []  # the checkpoint held the pool itself
+    left_out = CountingPool()
+    left_out.load_state_dict({"pool_epoch": 1, "next_epoch": 1})
+    rng = torch.get_rng_state()
+    left_out.on_fit_start(fake_trainer(FakeData(pool_left_out=True)), None)
+    assert left_out.made == [1]  # remade for the checkpoint's pool epoch, not the loop's epoch 0
+    assert torch.equal(torch.get_rng_state(), rng)  # as the checkpoint restored it
+    extended = CountingPool()  # a finished 2-epoch run made no pool after its last epoch
+    extended.load_state_dict({"pool_epoch": 1, "next_epoch": 2})
+    extended.on_fit_start(fake_trainer(FakeData(pool_left_out=True)), None)
+    assert extended.made == [2] and not torch.equal(torch.get_rng_state(), rng)  # drawn like the longer run
+    not_due = CountingPool(every_n_epochs=2)  # epoch 1 keeps epoch 0's pool
+    not_due.load_state_dict({"pool_epoch": 0, "next_epoch": 1})
+    not_due.on_fit_start(fake_trainer(FakeData()), None)
+    assert not_due.made == []
+    no_epoch = CountingPool()  # nothing recorded to remake: the datamodule names the problem
+    no_epoch.load_state_dict({"pool_epoch": None, "next_epoch": None})
+    no_epoch.on_fit_start(fake_trainer(FakeData(pool_left_out=True)), None)
+    assert no_epoch.made == []
+    no_epoch.teardown(None, None, "fit")  # a later fit of the same callback starts afresh
+    no_epoch.on_fit_start(fake_trainer(FakeData()), None)
+    assert no_epoch.made == [0]
