@@ -175,3 +175,61 @@ def test_failed_gan_training_leaves_no_partial_cache_folder(tmp_path, monkeypatc
         train_gan(cfg)
     left = [p.name for p in (tmp_path / "logs" / "gan").iterdir() if not p.name.endswith(".lock")]
     assert left == []
+
+
+def test_gan_pool_draws_new_masks_and_noise_per_epoch_and_one_small_grid_on_rank_zero(tmp_path, monkeypatch):
+    # stubs for the mask transforms, the generator and the grid: no GAN, no figure (fast)
+    from types import SimpleNamespace
+
+    import advaug.callbacks.gan_pool as gan_pool
+
+    with pytest.raises(ConfigError, match=r"aug\.num_samples=0: must be >= 1"):
+        GanPool(None, None, num_samples=0)
+    picked, seeds, grids = [], [], []
+
+    def copies(images, masks, pipeline, indices, seed, epoch, num_workers):
+        picked.append(indices.tolist())
+        return images[indices], masks[indices].long()
+
+    monkeypatch.setattr(gan_pool, "transformed_copies", copies)
+    monkeypatch.setattr(
+        gan_pool,
+        "pairs_grid",
+        lambda masks, images, path, num_classes: grids.append((len(masks), path)) or path,
+    )
+    gan = SimpleNamespace(
+        num_classes=2,
+        to=lambda device: None,
+        generate=lambda masks, seed: seeds.append(seed) or torch.zeros(len(masks), 3, 2, 2),
+    )
+    images = torch.zeros(10, 3, 2, 2, dtype=torch.uint8)
+    masks = torch.zeros(10, 2, 2, dtype=torch.uint8)
+    pool = GanPool(SimpleNamespace(ensure=lambda name, images, masks: (gan, tmp_path)), None, seed=1)
+    pool.gan = gan
+    pool.sample(images, masks, epoch=0)
+    pool.sample(images, masks, epoch=1)
+    assert sorted(picked[0]) == list(range(10))  # each train mask once while the pool is no larger
+    assert picked[0] != picked[1] and seeds[0] != seeds[1]  # other masks and other noise next epoch
+
+    class Data:
+        name, data = "fake", {"train": (images, masks)}
+
+        def train_images(self):
+            return images.float() / 255, masks.long()
+
+        def set_extra(self, pool_images, pool_masks, rebuildable=False):
+            self.pool = {"images": pool_images, "masks": pool_masks}
+
+        def extra_state(self):
+            return self.pool
+
+    def fit_start(rank_zero):
+        trainer = SimpleNamespace(datamodule=Data(), current_epoch=0, is_global_zero=rank_zero, loggers=[])
+        pool.on_fit_start(trainer, SimpleNamespace(device="cpu"))
+
+    fit_start(rank_zero=True)  # figures_dir unset: no grid
+    pool.figures_dir = tmp_path
+    fit_start(rank_zero=False)  # other DDP ranks draw none
+    assert grids == []
+    fit_start(rank_zero=True)
+    assert grids == [(8, tmp_path / "gan_samples.png")]  # the first 8 pairs of the 10-sample pool
