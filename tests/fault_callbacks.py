@@ -73,3 +73,17 @@ class SigtermThenCollectiveError(L.Callback):
             raise RuntimeError(
                 "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection reset by peer"
             )
+
+
+class SigtermRank0BeforeZeroGrad(L.Callback):
+    """Rank 0 sends itself SIGTERM at ``epoch``/``batch`` just before ``zero_grad``: its handler runs
+    there, while the other ranks go on into the backward pass and its gradient all-reduce (the
+    timing that deadlocked Lightning's own handler, which broadcasts from inside the handler)."""
+
+    def __init__(self, epoch: int = 1, batch: int = 1) -> None:
+        self.epoch, self.batch = int(epoch), int(batch)
+
+    def on_before_zero_grad(self, trainer, pl_module, optimizer) -> None:
+        batch_idx = trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
+        if trainer.global_rank == 0 and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -6,9 +6,14 @@ import csv
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import wandb
 from conftest import ROOT, TINY, compose_config
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -85,6 +90,35 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, phantom_root):
     assert ddp["history"][-1]["train/loss"] == pytest.approx(one["history"][-1]["train/loss"], abs=0.05)
     for key in ("test/loss", "test/miou"):
         assert ddp["test"][key] == pytest.approx(one["test"][key], abs=0.1), key
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(tmp_path, phantom_root):
+    # Lightning's handler broadcast from inside the signal handler; with rank 0 signalled before
+    # zero_grad and rank 1 in the backward's all-reduce, both processes hung until killed
+    split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
+    run = tmp_path / "run"
+    args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
+    args += ["trainer=ddp_cpu", "batch_size=2", "trainer.max_epochs=4", f"hydra.run.dir={run}"]
+    args += ["+callbacks.term._target_=fault_callbacks.SigtermRank0BeforeZeroGrad", "+callbacks.term.batch=0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *[a for a in args if "generator" not in a]]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 1 too
+        proc.communicate()
+        pytest.fail("the DDP run hung after SIGTERM")
+    assert proc.returncode == 0, err[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["error_type"] == "SIGTERMException", metrics
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0  # resumable
+    time.sleep(2)
+    leftover = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run}"], capture_output=True, text=True)
+    assert leftover.stdout == "", "a DDP process outlived the run"
 
 
 def test_ddp_eval_split_smaller_than_the_world_is_one_config_error(phantom_root):

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advaug.callbacks.checkpoint import RunCheckpoint
+from advaug.callbacks.ddp_sigterm import DdpSigterm
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
@@ -42,6 +43,7 @@ def build(
     callbacks = instantiate_dict(cfg.get("callbacks")) + instantiate_dict(cfg.aug.get("callbacks"))
     # a run output like metrics.json, so not a config choice (callbacks=none keeps it)
     callbacks.append(SplitsRecord(Path(cfg.paths.output_dir) / SPLITS_RECORD, resume_from))
+    callbacks.append(DdpSigterm())  # Lightning's SIGTERM handler can deadlock a DDP run
     loggers = instantiate_dict(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
