@@ -178,14 +178,35 @@ def test_sweep_over_aug_dataset_eps_seed_has_one_dir_per_job(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_two_jobs_in_parallel(tmp_path):
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *script_args(tmp_path)]
-    proc = run_script(args, cwd=tmp_path, timeout=400)
+    # DataLoader workers inside joblib's (loky) worker processes: the training loaders and the
+    # classic pool (aug.num_workers=2) both failed there with "'Process' object has no attribute 'env'"
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "aug=none,flip",
+        "dataset.num_workers=1",
+    ]
+    proc = run_script([*args, *script_args(tmp_path)], cwd=tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     (sweep,) = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
     assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]
-    assert sorted(json.loads((j / "metrics.json").read_text())["seed"] for j in jobs) == [0, 1]
+    metrics = [json.loads((j / "metrics.json").read_text()) for j in jobs]
+    assert [(m["aug"], m["status"]) for m in metrics] == [("none", "completed"), ("flip", "completed")]
+
+
+def test_loader_workers_get_a_standard_start_method_inside_joblib(monkeypatch):
+    import multiprocessing
+
+    from advaug.data.workers import worker_context
+
+    assert worker_context(2) is None  # an ordinary process: the DataLoader's own default
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "loky")
+    assert worker_context(0) is None
+    context = worker_context(2)
+    assert context.get_start_method() == multiprocessing.get_all_start_methods()[0]
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from advaug.data.datasets import apply_joint
+from advaug.data.workers import worker_context
 from advaug.errors import ConfigError
 
 
@@ -128,5 +129,12 @@ def transformed_copies(
     """Transform ``images[indices]`` (uint8 (N,3,H,W)) and their masks in a DataLoader with
     ``num_workers`` workers; returns uint8 images and long masks, in ``indices`` order."""
     dataset = TransformedPairs(images, masks, pipeline, indices, seed, epoch)
-    batches = list(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=False,
+        multiprocessing_context=worker_context(num_workers),
+    )
+    batches = list(loader)
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])

@@ -18,6 +18,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from advaug.data.datasets import CleanPairs, ExtraPool, as_float_images
 from advaug.data.device_batches import DeviceBatches
 from advaug.data.folder import SPLITS, check_intensity_range, find_pairs, load_pairs, resolve_splits
+from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ class SegmentationDataModule(L.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
+            multiprocessing_context=worker_context(self.num_workers),
             pin_memory=self._pin(),
             persistent_workers=False,
             drop_last=drop_last,
