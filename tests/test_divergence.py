@@ -43,6 +43,19 @@ def test_at_once_raises_in_the_step_that_diverged():
     assert len(watch) == 0
 
 
+def test_the_message_names_a_checkpoint_only_when_one_was_written():
+    from advaug.models.divergence import raise_if_diverged
+
+    with pytest.raises(TrainingDivergedError, match=r"last.ckpt keeps the weights of the end of epoch 2\.$"):
+        raise_if_diverged(math.inf, 3, 40, 1)
+    with pytest.raises(
+        TrainingDivergedError, match=r"no epoch had ended, so no checkpoint was written\.$"
+    ) as exc:
+        raise_if_diverged(math.nan, 0, 1, 1)
+    assert "last.ckpt" not in str(exc.value)
+    raise_if_diverged(0.3, 0, 1, 1)  # finite: nothing
+
+
 def test_deferred_on_cpu_reads_the_loss_one_step_late_or_at_flush():
     watch = LossWatch(deferred=True)
     watch.push(torch.tensor(math.inf), 0, 4, 4)  # queued, not read yet

@@ -22,10 +22,14 @@ from advaug.errors import TrainingDivergedError
 def raise_if_diverged(value: float, epoch: int, step: int, batch_idx: int) -> None:
     """Raise :class:`TrainingDivergedError` naming the step when ``value`` is NaN or infinite."""
     if not math.isfinite(value):  # plain Python: no tensor made per step
+        kept = (
+            f"checkpoints/last.ckpt keeps the weights of the end of epoch {epoch - 1}."
+            if epoch > 0
+            else "no epoch had ended, so no checkpoint was written."
+        )
         raise TrainingDivergedError(
             f"loss became {value} at epoch {epoch}, step {step} (batch {batch_idx}). "
-            "Lower the learning rate (optim.optimizer.lr) or check the input data; "
-            "the last good checkpoint is kept in checkpoints/last.ckpt."
+            f"Lower the learning rate (optim.optimizer.lr) or check the input data; {kept}"
         )
 
 
