@@ -335,8 +335,22 @@ def test_threshold_is_binary_only_and_binary_masks_need_two_classes(tmp_path):
     assert mask_to_ids(ids, tmp_path / "m.png", 3, 128).tolist() == ids.tolist()
     # {0, 255} is read as binary only under num_classes=2; with 3 classes 255 is no class id
     binary = np.array([[0, 255], [255, 0]], np.uint8)
-    with pytest.raises(DatasetError, match=r"mask values \{0, 255\} are neither class ids 0\.\.2"):
+    with pytest.raises(DatasetError, match=r"mask values \{0, 255\} are neither class ids 0\.\.2\. ") as err:
         mask_to_ids(binary, tmp_path / "m.png", 3, None)
+    # no "nor {0,255}" beside values that are {0,255}: the fix names the binary setting instead
+    assert "nor {0,255}" not in str(err.value) and "only with dataset.num_classes=2" in str(err.value)
+
+
+def test_a_mask_threshold_with_more_than_two_classes_is_refused_up_front(phantom_root):
+    from advaug.data import SegmentationDataModule
+    from advaug.data.check import check_dataset
+
+    message = r"dataset.mask_threshold=128 with dataset.num_classes=3: .* set dataset.mask_threshold=null"
+    with pytest.raises(DatasetError, match=message):
+        SegmentationDataModule(root=str(phantom_root), num_classes=3, mask_threshold=128)
+    with pytest.raises(DatasetError, match=message):
+        check_dataset(phantom_root, num_classes=3, mask_threshold=128)
+    SegmentationDataModule(root=str(phantom_root), num_classes=2, mask_threshold=128)  # binary: fine
 
 
 def test_large_non_binary_values_get_the_threshold_advice_not_num_classes(tmp_path):

@@ -18,6 +18,7 @@ from advaug.data.folder import (
     HIGH_DEPTH_MODES,
     SPLITS,
     check_intensity_range,
+    check_mask_threshold,
     find_pairs,
     open_image,
     read_mask_ids,
@@ -50,6 +51,7 @@ def check_dataset(
     """
     root = Path(root)
     intensity_range = check_intensity_range(intensity_range)
+    check_mask_threshold(mask_threshold, num_classes)
     pairs = find_pairs(root)
     ratios = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
     splits = resolve_splits(root, [p.id for p in pairs], ratios, split_seed, splits_file)

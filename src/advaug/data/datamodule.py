@@ -17,7 +17,14 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, ExtraPool, as_float_images
 from advaug.data.device_batches import DeviceBatches
-from advaug.data.folder import SPLITS, check_intensity_range, find_pairs, load_pairs, resolve_splits
+from advaug.data.folder import (
+    SPLITS,
+    check_intensity_range,
+    check_mask_threshold,
+    find_pairs,
+    load_pairs,
+    resolve_splits,
+)
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
 
@@ -89,7 +96,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self._on_device_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
-        self.mask_threshold, self.transform = mask_threshold, transform
+        self.mask_threshold, self.transform = check_mask_threshold(mask_threshold, num_classes), transform
         # 16-bit / float greyscale mapped from this (lo, hi) window; None: each image its min..max
         self.intensity_range = check_intensity_range(intensity_range)
         self.generator, self.name, self.prepare_hint = generator, name, prepare_hint

@@ -127,6 +127,17 @@ def check_intensity_range(intensity_range: Sequence[float] | None) -> tuple[floa
     return float(values[0]), float(values[1])
 
 
+def check_mask_threshold(threshold: int | None, num_classes: int) -> int | None:
+    """``dataset.mask_threshold``, refused unless masks are binary (it would be ignored otherwise)."""
+    if threshold is not None and num_classes != 2:
+        raise DatasetError(
+            f"dataset.mask_threshold={threshold} with dataset.num_classes={num_classes}: the threshold "
+            "binarises masks (foreground = pixels >= threshold), so it applies only to binary masks "
+            "(num_classes=2). Multi-class masks must hold class ids exactly: set dataset.mask_threshold=null."
+        )
+    return threshold
+
+
 def load_image(path: Path, size: int, intensity_range: Sequence[float] | None = None) -> np.ndarray:
     """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels.
 
@@ -205,14 +216,21 @@ def mask_to_ids(raw: np.ndarray, path: Path, num_classes: int, threshold: int | 
     elif values.max() < 128:  # small whole values: class ids of more classes than configured
         fix = (
             f"They look like class ids 0..{values.max():g}: set dataset.num_classes={values.max() + 1:g}"
-            + (" (for lossy JPEG binary masks, dataset.mask_threshold=128 instead)." if num_classes == 2 else ".")
+            + (
+                " (for lossy JPEG binary masks, dataset.mask_threshold=128 instead)."
+                if num_classes == 2
+                else "."
+            )
         )
     elif num_classes == 2:
         fix = "For lossy (JPEG) binary masks set dataset.mask_threshold=128."
+    elif set(values.tolist()) <= {0, 255}:
+        fix = "0/255 is read as a binary mask only with dataset.num_classes=2; multi-class masks hold class ids."
     else:
         fix = f"Masks must hold class ids 0..{num_classes - 1}; set dataset.num_classes to match."
+    binary = " nor {0,255}" if num_classes == 2 else ""
     raise DatasetError(
-        f"{path}: mask values {{{shown}}} are neither class ids 0..{num_classes - 1} nor {{0,255}}. {fix}"
+        f"{path}: mask values {{{shown}}} are neither class ids 0..{num_classes - 1}{binary}. {fix}"
     )
 
 
