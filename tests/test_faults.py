@@ -386,3 +386,49 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, tiny_overrides):
     assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
     assert comparable(resumed) == comparable(reference)
     print("reference", reference["test"], "\nresumed  ", resumed["test"])
+
+
+def test_resume_guards_both_options_ranks_and_repeated_failures(tmp_path, monkeypatch):
+    import advaug.resume as resume
+
+    runs = tmp_path / "logs" / "train" / "runs"
+    older = _fake_run(runs / "old", 1_000)
+    with pytest.raises(ConfigError, match="ckpt_path=.* and resume_dir=.*: give one of them"):
+        resolve_ckpt_path(_cfg(tmp_path, runs / "new", ckpt_path=older, resume_dir=older.parents[1]))
+    # a failed run's folder: its checkpoints move aside on rank 0 only, a third time too
+    failed = runs / "failed"
+    _fake_run(failed, 2_000, status="failed")
+    monkeypatch.setattr(resume, "is_rank_zero", lambda: False)
+    assert resolve_ckpt_path(_cfg(tmp_path, failed)) is None
+    assert (failed / "checkpoints" / "last.ckpt").is_file()  # other DDP ranks leave it to rank 0
+    monkeypatch.setattr(resume, "is_rank_zero", lambda: True)
+    for n, name in enumerate(["checkpoints.failed", "checkpoints.failed-2", "checkpoints.failed-3"]):
+        (failed / "checkpoints").mkdir(exist_ok=True)
+        (failed / "checkpoints" / "attempt").write_text(str(n))
+        assert resolve_ckpt_path(_cfg(tmp_path, failed)) is None
+        assert (failed / name / "attempt").read_text() == str(n)  # none overwritten
+    # a failed run that wrote no checkpoints, and a killed one that wrote no last.ckpt: nothing to move
+    (runs / "early").mkdir()
+    (runs / "early" / "metrics.json").write_text(json.dumps({"status": "failed"}))
+    assert resolve_ckpt_path(_cfg(tmp_path, runs / "early")) is None
+    (runs / "killed" / "checkpoints").mkdir(parents=True)
+    assert resolve_ckpt_path(_cfg(tmp_path, runs / "killed")) is None
+    assert sorted(p.name for p in (runs / "killed").iterdir()) == ["checkpoints"]
+
+
+def test_ckpt_path_last_inside_a_sweep_looks_in_earlier_sweeps(tmp_path, monkeypatch):
+    import advaug.resume as resume
+
+    multi = tmp_path / "multiruns"
+    job = _fake_run(multi / "t1" / "0_seed=1", 1_000)
+    _fake_run(multi / "t2" / "1_seed=2", 2_000)  # a newer run of another job of this sweep
+    monkeypatch.setattr(resume, "in_multirun", lambda: True)
+    assert resolve_ckpt_path(_cfg(tmp_path, multi / "t2" / "0_seed=1", ckpt_path="last")) == str(job)
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]"])
+def test_unreadable_metrics_json_is_no_status(tmp_path, text):
+    from advaug.runs import is_completed, read_status
+
+    (tmp_path / "metrics.json").write_text(text)
+    assert read_status(tmp_path) is None and not is_completed(tmp_path)
