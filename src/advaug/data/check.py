@@ -153,6 +153,7 @@ def check_dataset_config(dataset: Any) -> dict[str, Any]:
     """
     root = Path(str(dataset.root))
     generator = dataset.get("generator")
+    stale = None
     if generator:
         from hydra.utils import instantiate
 
@@ -161,17 +162,15 @@ def check_dataset_config(dataset: Any) -> dict[str, Any]:
         if recorded is None:
             made.ensure(root)
         elif recorded != made.settings:
-            log.warning(
-                "%s holds the synthetic set generated with %s, not the configured %s: checking it as "
-                "it is (src/train.py with this config would regenerate it)",
-                root,
-                recorded,
-                made.settings,
+            # a note of the summary: check_data.py prints those (its job log is off)
+            stale = (
+                f"{root} holds the synthetic set generated with {recorded}, not the configured "
+                f"{made.settings}: checked as it is (src/train.py with this config would regenerate it)."
             )
     elif not root.is_dir() and dataset.get("prepare_hint"):
         raise DatasetError(f"dataset folder {root} does not exist. {dataset.prepare_hint}")
     split = dataset.get("split")
-    return check_dataset(
+    summary = check_dataset(
         root,
         num_classes=int(dataset.get("num_classes", 2)),
         mask_threshold=dataset.get("mask_threshold"),
@@ -180,3 +179,6 @@ def check_dataset_config(dataset: Any) -> dict[str, Any]:
         splits_file=str(dataset.get("splits_file", "splits.json")),
         intensity_range=dataset.get("intensity_range"),
     )
+    if stale:
+        summary["notes"].insert(0, stale)
+    return summary
