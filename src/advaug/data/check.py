@@ -7,7 +7,6 @@ the folder holds: pairs per split, image sizes and modes, the mask class histogr
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,6 @@ from advaug.data.folder import (
     unused_note,
 )
 from advaug.errors import DatasetError
-
-log = logging.getLogger(__name__)
 
 GRAYSCALE_MODES = ("1", "L", "LA", "P", "I", "I;16", "I;16B", "F")
 
