@@ -199,3 +199,32 @@ def test_sigterm_to_a_joblib_sweep_stops_its_worker_processes(tmp_path):
         for pid in _group_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
         proc.stderr.close()
+
+
+def test_sweep_end_exits_1_for_incomplete_jobs_too_and_skips_a_missing_folder(tmp_path, capsys):
+    _job(tmp_path, "0_seed=0", {"status": "completed", "test": {"test/miou": 0.7}}, ["seed=0"])
+    _job(tmp_path, "1_seed=1", None, ["seed=1"])  # killed: no metrics.json
+    with pytest.raises(SystemExit) as stop:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert stop.value.code == 1
+    assert "sweep job 1_seed=1 incomplete" in capsys.readouterr().err
+    assert json.loads((tmp_path / "summary.json").read_text())["counts"] == {"ok": 1, "incomplete": 1}
+    # a sweep that made no folder (every job refused before writing): nothing to summarise
+    missing = tmp_path / "never"
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(missing)}}}))
+    assert not missing.exists()
+
+
+def test_sigterm_handler_only_for_joblib_sweeps():
+    from advaug.sweep import _stop_on_sigterm, stop_workers_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+        stop_workers_on_sigterm(OmegaConf.create({"hydra": {"launcher": {"_target_": basic}}}))
+        assert signal.getsignal(signal.SIGTERM) is before  # in-process jobs: Lightning handles it
+        joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+        stop_workers_on_sigterm(OmegaConf.create({"hydra": {"launcher": {"_target_": joblib}}}))
+        assert signal.getsignal(signal.SIGTERM) is _stop_on_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, before)
