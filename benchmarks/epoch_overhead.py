@@ -42,8 +42,14 @@ from advaug.data.synthetic import SyntheticPhantomGenerator  # noqa: E402
 from advaug.models import SegmentationModule  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None, description: str | None = None, parents=()) -> argparse.Namespace:
+    """The options shared with ``sync_count.py`` / ``profile_epoch.py``, which pass their own
+    ``description`` (their docstring, for ``--help``) and ``parents`` (their extra options)."""
+    p = argparse.ArgumentParser(
+        description=description or __doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents),
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--num-images", type=int, default=16, help="clean training images")
     p.add_argument("--size", type=int, default=64)

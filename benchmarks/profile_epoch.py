@@ -108,12 +108,11 @@ def main(argv=None) -> dict[str, EpochProfile]:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--top", type=int, default=10, help="rows per table")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of none,regenerate,free")
-    extra, rest = p.parse_known_args(argv)
-    args = parse_args(rest)
+    args = parse_args(argv, description=__doc__, parents=[p])
     args.epochs = max(args.epochs, 3)
-    kinds = [k for k in extra.kinds.split(",") if k]
+    kinds = [k for k in args.kinds.split(",") if k]
     if "none" not in kinds or not set(kinds) <= set(KINDS):
-        raise SystemExit(f"--kinds={extra.kinds}: a subset of {','.join(KINDS)} that includes none")
+        raise SystemExit(f"--kinds={args.kinds}: a subset of {','.join(KINDS)} that includes none")
     if args.threads:
         torch.set_num_threads(args.threads)
     profiles: dict[str, EpochProfile] = {}
@@ -138,8 +137,8 @@ def main(argv=None) -> dict[str, EpochProfile]:
             continue
         print(f"    wall ratio {kind} / none: {prof.wall / base.wall:.3f}")
         if prof.kernels:
-            print_extra(kind, "device", prof.kernels, base.kernels, extra.top)
-        print_extra(kind, "host", prof.host, base.host, extra.top)
+            print_extra(kind, "device", prof.kernels, base.kernels, args.top)
+        print_extra(kind, "host", prof.host, base.host, args.top)
     return profiles
 
 

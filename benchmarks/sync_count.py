@@ -106,15 +106,14 @@ def print_counts(name: str, steps: int, where: collections.Counter) -> int:
 def main(argv=None) -> dict[str, int]:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--product", action="append", default=[], help="src/train.py overrides (repeatable)")
-    extra, rest = p.parse_known_args(argv)
-    args = parse_args(rest)
+    args = parse_args(argv, description=__doc__, parents=[p])
     if not args.device.startswith("cuda"):
         raise SystemExit("sync_count.py needs --device cuda (torch.cuda.set_sync_debug_mode)")
     args.epochs = max(args.epochs, 3)
     totals = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if extra.product:
-            for i, overrides in enumerate(extra.product):
+        if args.product:
+            for i, overrides in enumerate(args.product):
                 totals[overrides] = print_counts(overrides, *product_run(overrides, Path(tmp) / f"run{i}"))
             return totals
         root = make_dataset(Path(tmp), args.num_images, args.size)

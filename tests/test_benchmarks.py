@@ -115,3 +115,16 @@ def test_profile_epoch_counts_each_kernel_once():
     events._build_tree()
     assert profile_epoch.self_times(events.key_averages(), device=True) == {"gemm_kernel": 0.1}
     assert set(profile_epoch.self_times(events.key_averages(), device=False)) == {"aten::mm"}
+
+
+@pytest.mark.parametrize(("script", "own"), [("sync_count.py", "--product"), ("profile_epoch.py", "--kinds")])
+def test_help_of_the_scripts_sharing_epoch_overhead_options_is_their_own(script, own):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first_line = (ROOT / "benchmarks" / script).read_text().split('"""')[1].splitlines()[0]
+    assert first_line in proc.stdout and own in proc.stdout and "--num-images" in proc.stdout
