@@ -45,8 +45,9 @@ def check_launch(trainer: L.Trainer) -> None:
         raise ConfigError(
             f"trainer.strategy=ddp with trainer.devices={trainer.num_devices} inside a Hydra sweep (-m): "
             "Lightning would re-run the whole sweep in every DDP process. Sweep with single-device jobs "
-            "(trainer=gpu, one job per GPU with hydra/launcher=joblib), run DDP as single runs "
-            "(no -m), or use hydra/launcher=submitit_slurm whose SLURM tasks are the DDP processes "
+            "(trainer=gpu; to use several GPUs, one sweep per GPU with its own CUDA_VISIBLE_DEVICES), "
+            "run DDP as single runs (no -m), or sweep on SLURM (hydra/launcher=slurm_gpu with "
+            f"hydra.launcher.tasks_per_node={trainer.num_devices}), whose tasks are the DDP processes "
             "(see docs/scale.md)."
         )
 
