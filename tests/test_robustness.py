@@ -8,6 +8,7 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 from conftest import TINY, ConstantNet, compose_config, run_entry_script
+from omegaconf import OmegaConf
 
 from advaug import attacks
 from advaug.errors import ConfigError
@@ -276,3 +277,51 @@ def test_markdown_has_an_iou_column_per_foreground_class():
     md = robustness_markdown([row]).splitlines()
     assert md[2].split(" | ")[-4:-2] == ["IoU c1", "IoU c2"]
     assert md[4].split(" | ")[-4:-2] == ["0.2500", "0.7500"]
+
+
+def _offline_create_model(original):
+    """segmentation_models_pytorch.create_model as on a machine without internet."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def create_model(*args, encoder_weights=None, **kwargs):
+        if encoder_weights is not None:
+            try:
+                raise ConnectionError("[Errno -2] Name or service not known")
+            except ConnectionError as exc:
+                raise LocalEntryNotFoundError("cannot find the requested files in the local cache") from exc
+        return original(*args, encoder_weights=None, **kwargs)
+
+    return create_model
+
+
+def test_evaluate_needs_no_download_for_a_pretrained_run(tiny_run, tmp_path, monkeypatch):
+    # a model trained online from imagenet weights: the checkpoint replaces them, so evaluating it
+    # offline must not try to fetch them
+    metrics, run = tiny_run
+    copy = tmp_path / "copy"
+    (copy / "checkpoints").mkdir(parents=True)
+    stored = OmegaConf.load(run / "config_resolved.yaml")
+    stored.model.net.encoder_weights = "imagenet"
+    OmegaConf.save(stored, copy / "config_resolved.yaml")
+    shutil.copy(metrics["best_model_path"], copy / "checkpoints" / "best.ckpt")
+    monkeypatch.setattr(smp, "create_model", _offline_create_model(smp.create_model))
+    grid = ["robustness.methods=[fgsm]", "robustness.eps=[0.01]", "robustness.labels=[pred]",
+            "robustness.figure.num_images=0"]  # fmt: skip
+    cfg = compose_config([f"ckpt_path={copy / 'checkpoints' / 'best.ckpt'}", *grid], tmp_path, "evaluate")
+    rows = evaluate_checkpoint(cfg)
+    assert rows[0]["miou"] == pytest.approx(metrics["test"]["test/miou"], abs=1e-5)
+
+
+def test_training_offline_with_pretrained_weights_is_one_config_error(tmp_path, tiny_overrides, monkeypatch):
+    from advaug.training import build
+
+    monkeypatch.setattr(smp, "create_model", _offline_create_model(smp.create_model))
+    cfg = compose_config([*tiny_overrides, "model.net.encoder_weights=imagenet"], tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"encoder_weights=imagenet: .* could not be downloaded .*encoder_weights=null"
+    ):
+        build(cfg)
+    monkeypatch.setattr(smp, "create_model", lambda *a, **k: (_ for _ in ()).throw(ValueError("other")))
+    with pytest.raises(Exception, match="other") as exc:  # any other error is not disguised as offline
+        build(cfg)
+    assert not isinstance(exc.value, ConfigError)

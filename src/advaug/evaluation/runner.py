@@ -162,6 +162,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     dataset_cfg = cfg.dataset if cfg.get("dataset") else run_cfg.dataset
     with open_dict(dataset_cfg):
         dataset_cfg.transform = None  # the test split is never augmented
+    if OmegaConf.select(run_cfg, "model.net.encoder_weights") is not None:
+        with open_dict(run_cfg):  # the checkpoint replaces them: no download (works offline)
+            run_cfg.model.net.encoder_weights = None
     model = load_weights(instantiate(run_cfg.model), ckpt)
     datamodule = instantiate(dataset_cfg)
     if datamodule.num_classes != model.num_classes:
