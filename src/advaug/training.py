@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
-import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ from advaug.callbacks.ddp_sigterm import DdpSigterm
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
-from advaug.errors import ConfigError
 from advaug.loggers import finish_wandb, log_config
+from advaug.models.pretrained import instantiate_model
 from advaug.resume import resolve_ckpt_path
 from advaug.runs import RUN_CONFIG, SPLITS_RECORD, run_config
 from advaug.utils.distributed import check_launch, is_rank_zero, sigterm_as_interrupt
@@ -34,34 +32,6 @@ def instantiate_dict(node: DictConfig | None) -> list[Any]:
     if not node:
         return []
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
-
-
-def _is_download_error(exc: BaseException | None) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ConnectionError, socket.gaierror, urllib.error.URLError)) or type(
-            exc
-        ).__name__ in ("LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def instantiate_model(model_cfg: DictConfig) -> L.LightningModule:
-    """``instantiate(cfg.model)``; pretrained encoder weights that cannot be downloaded (offline)
-    are one :class:`ConfigError` naming the fix, not Hydra's multi-line traceback."""
-    try:
-        return instantiate(model_cfg)
-    except Exception as exc:
-        weights = OmegaConf.select(model_cfg, "net.encoder_weights")
-        if weights is None or not _is_download_error(exc):
-            raise
-        raise ConfigError(
-            f"model.net.encoder_weights={weights}: the pretrained encoder weights could not be downloaded "
-            "(no internet). They are fetched once and then cached (huggingface_hub / torch hub cache); "
-            "offline, train from scratch with model.net.encoder_weights=null."
-        ) from None
 
 
 def build(

@@ -2,6 +2,7 @@
 
 from advaug.callbacks.adversarial import AdversarialAugmentation
 from advaug.callbacks.checkpoint import RunCheckpoint
+from advaug.callbacks.ddp_sigterm import DdpSigterm
 from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.pool import PoolCallback
@@ -11,6 +12,7 @@ from advaug.callbacks.transform_pool import TransformPool
 
 __all__ = [
     "AdversarialAugmentation",
+    "DdpSigterm",
     "GanPool",
     "MetricsHistory",
     "PoolCallback",
