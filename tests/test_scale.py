@@ -459,3 +459,29 @@ def test_csv_metrics_survive_a_resume_in_the_same_folder(tmp_path):
     assert (
         rows[0]["val/miou"] == "0.5" and rows[2]["train/loss_step"] == "0.8" and rows[3]["val/dice"] == "0.3"
     )
+
+
+def test_ddp_sigterm_handler_only_records_and_passes_the_signal_on(monkeypatch):
+    from types import SimpleNamespace
+
+    from advaug.callbacks import DdpSigterm
+
+    killed = []
+    launcher = SimpleNamespace(kill=killed.append)
+    connector = SimpleNamespace(received_sigterm=False)
+    trainer = SimpleNamespace(world_size=2, global_rank=0, _signal_connector=connector,
+                              strategy=SimpleNamespace(launcher=launcher))  # fmt: skip
+    original = signal.getsignal(signal.SIGTERM)
+    try:
+        DdpSigterm().on_train_start(trainer, None)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert handler is not original
+        handler(signal.SIGTERM, None)  # no collective here: only the flag and the other ranks
+        assert connector.received_sigterm and killed == [signal.SIGTERM]
+        handler(signal.SIGTERM, None)  # a second SIGTERM is not passed on again
+        assert killed == [signal.SIGTERM]
+        signal.signal(signal.SIGTERM, original)
+        DdpSigterm().on_validation_start(SimpleNamespace(**{**vars(trainer), "world_size": 1}), None)
+        assert signal.getsignal(signal.SIGTERM) is original  # one process: Lightning's handler stays
+    finally:
+        signal.signal(signal.SIGTERM, original)
