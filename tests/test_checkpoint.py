@@ -1,6 +1,8 @@
 """RunCheckpoint: best files hold the weights only, last.ckpt everything a resume needs."""
 
 import functools
+from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -106,3 +108,52 @@ def test_last_file_is_written_every_epoch_even_without_improvement(phantom_root,
     assert best["epoch"] == 0
     assert last["epoch"] == 2 and last["global_step"] == 3 * steps_per_epoch
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_save_weights_only_writes_every_file_weights_only(phantom_root, tmp_path):
+    ckpt, _, _ = _fit(phantom_root, tmp_path, save_weights_only=True)
+    for path in (ckpt.best_model_path, ckpt.last_model_path):
+        assert "optimizer_states" not in torch.load(path, weights_only=True)
+    assert ckpt.save_weights_only  # the user's setting survives the lean best-file writes
+
+
+def test_last_file_is_written_once_per_epoch(phantom_root, tmp_path, monkeypatch):
+    # last.ckpt is the largest file (optimizer state, pool): the epoch-end write must not repeat
+    # Lightning's own one in the epochs whose score improved
+    written = []
+    save = RunCheckpoint._save_checkpoint
+
+    def spy(self, trainer, filepath):
+        written.append((trainer.current_epoch, Path(filepath).name))
+        save(self, trainer, filepath)
+
+    monkeypatch.setattr(RunCheckpoint, "_save_checkpoint", spy)
+    _fit(phantom_root, tmp_path, max_epochs=3)
+    assert [e for e, name in written if name == "last.ckpt"] == [0, 1, 2]
+    assert written[0] == (0, "best.ckpt")
+
+
+def test_run_completed_deletes_last_file_only_without_keep_last(tmp_path):
+    removed = []
+
+    def remove(path):
+        removed.append(path)
+        Path(path).unlink()
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(remove_checkpoint=remove))
+    last, best = tmp_path / "last.ckpt", tmp_path / "best.ckpt"
+    for keep_last in (True, False):
+        last.write_bytes(b"x")
+        ckpt = RunCheckpoint(dirpath=tmp_path, monitor="val/miou", keep_last=keep_last)
+        ckpt.last_model_path, ckpt.best_model_path = str(last), str(best)
+        ckpt.run_completed(trainer)
+        assert last.exists() == keep_last
+        assert ckpt.last_model_path == ("" if not keep_last else str(last))
+    # never the best file itself (last_model_path naming it), nor a last file never written
+    best.write_bytes(b"x")
+    ckpt = RunCheckpoint(dirpath=tmp_path, monitor="val/miou", keep_last=False)
+    ckpt.last_model_path = ckpt.best_model_path = str(best)
+    ckpt.run_completed(trainer)
+    ckpt.last_model_path = ""
+    ckpt.run_completed(trainer)
+    assert best.exists() and removed == [str(last)]

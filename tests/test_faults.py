@@ -152,6 +152,39 @@ def test_split_check_compares_ids_not_their_order(tmp_path):
         check_same_split(ids, record, dm, ckpt)
     record.write_text("{not json")
     check_same_split(ids, record, dm, ckpt)  # unreadable: nothing to compare with, no error
+    record.write_text(json.dumps([["a", "b"]]))
+    check_same_split(ids, record, dm, ckpt)  # not a split record: nothing to compare with, no error
+    # a split the record lacks counts as changed when this run has ids in it
+    record.write_text(json.dumps({"train": ["a", "b"], "test": ["d"]}))
+    with pytest.raises(DatasetError, match=r"the val split is no longer"):
+        check_same_split(ids, record, dm, ckpt)
+
+
+def test_split_record_is_written_at_fit_by_rank_zero_and_checked_beside_the_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from advaug.callbacks.splits_record import SplitsRecord
+    from advaug.errors import DatasetError
+
+    ids = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
+    dm = SimpleNamespace(ids=ids, root=tmp_path / "data")
+    out = tmp_path / "run" / "splits.json"
+    SplitsRecord(out).setup(SimpleNamespace(datamodule=dm, is_global_zero=True), None, "test")
+    assert not out.exists()  # written when fit starts only
+    SplitsRecord(out).setup(SimpleNamespace(datamodule=object(), is_global_zero=True), None, "fit")
+    assert not out.exists()  # a DataModule without ids: nothing to record
+    SplitsRecord(out).setup(SimpleNamespace(datamodule=dm, is_global_zero=False), None, "fit")
+    assert not out.exists()  # one writer under DDP
+    SplitsRecord(out).setup(SimpleNamespace(datamodule=dm, is_global_zero=True), None, "fit")
+    assert json.loads(out.read_text()) == ids
+    # a checkpoint kept in a folder of its own, with its run's splits.json beside it
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "splits.json").write_text(json.dumps({"train": ["a", "d"], "val": ["c"], "test": ["b"]}))
+    resumed = SplitsRecord(tmp_path / "again" / "splits.json", resume_from=kept / "last.ckpt")
+    with pytest.raises(DatasetError, match=r"the test/train split is no longer"):
+        resumed.setup(SimpleNamespace(datamodule=dm, is_global_zero=True), None, "fit")
+    assert not (tmp_path / "again" / "splits.json").exists()
 
 
 def test_an_ordinary_error_stays_failed(tmp_path):
@@ -175,6 +208,42 @@ def test_an_ordinary_error_stays_failed(tmp_path):
     except ValueError as outer:
         assert stopped_by_sigterm(calm, outer)  # found through the cause chain
     assert not stopped_by_sigterm(calm, ValueError("x"))
+
+
+def test_sigterm_is_found_through_implicit_and_explicit_chains_and_any_error_type():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from advaug.utils.distributed import sigterm_as_interrupt, stopped_by_sigterm
+
+    calm, termed = SimpleNamespace(received_sigterm=False), SimpleNamespace(received_sigterm=True)
+
+    def _sigterm_notifier_fn():
+        raise RuntimeError("Connection reset by peer")
+
+    try:
+        _sigterm_notifier_fn()
+    except RuntimeError as inner:
+        notified = inner
+    try:
+        try:
+            _sigterm_notifier_fn()
+        except RuntimeError:
+            raise ValueError("raised while handling it")  # noqa: B904 (implicit __context__ only)
+    except ValueError as outer:
+        assert outer.__cause__ is None and stopped_by_sigterm(calm, outer)
+    explicit = ValueError("chained outside a handler")
+    explicit.__cause__ = notified  # __cause__ only, no __context__
+    assert explicit.__context__ is None and stopped_by_sigterm(calm, explicit)
+    # a cycle in the chain ends the search
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a
+    assert not stopped_by_sigterm(calm, a)
+    # any error type after a SIGTERM is the stop, not a fault of the run
+    with pytest.raises(SIGTERMException) as info, sigterm_as_interrupt(termed):
+        raise KeyError("store")
+    assert isinstance(info.value.__cause__, KeyError)
 
 
 def test_failure_record_never_replaces_a_completed_run(tmp_path):

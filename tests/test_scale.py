@@ -207,6 +207,10 @@ def test_loader_workers_get_a_standard_start_method_inside_joblib(monkeypatch):
     assert worker_context(0) is None
     context = worker_context(2)
     assert context.get_start_method() == multiprocessing.get_all_start_methods()[0]
+    # a standard start method set by the user (spawn for CUDA in workers, forkserver) is kept
+    for method in ("fork", "spawn", "forkserver"):
+        monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False, m=method: m)
+        assert worker_context(2) is None
 
 
 @pytest.mark.slow
