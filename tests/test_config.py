@@ -75,3 +75,46 @@ def test_long_sweep_folder_names_stay_distinct(tmp_path):
         subdirs.add(cfg.hydra.sweep.subdir)
         assert len(cfg.hydra.sweep.subdir) <= len("0_") + 120
     assert len(subdirs) == 2
+
+
+def test_folder_name_of_exactly_max_len_is_kept_as_it_is():
+    from advaug.utils.config import safe_dirname
+
+    assert safe_dirname("x" * 120) == "x" * 120  # a name that fits is never hashed
+    assert safe_dirname("x" * 121) != "x" * 120 and len(safe_dirname("x" * 121)) == 120
+
+
+def test_config_differences_counts_removed_nulled_and_moved_outside_values():
+    from advaug.utils.config import config_differences
+
+    old = {"paths": {"data_dir": "/a/data"}, "seed": 0, "aug": {"eps": 0.1}, "opts": {}}
+    assert config_differences(old, old) == []
+    # a key the new config lacks, a value set to null, an empty node dropped: all differences
+    new = {"paths": {"data_dir": "/a/data"}, "seed": None, "aug": {}}
+    assert config_differences(old, new) == [
+        ("seed", 0, None),
+        ("aug", "<missing>", {}),
+        ("aug.eps", 0.1, "<missing>"),
+        ("opts", {}, "<missing>"),
+    ]
+    # a folder beside the moved paths.data_dir (not below it) is another dataset
+    old = {"paths": {"data_dir": "/a/data"}, "dataset": {"root": "/a/data2/kvasir"}}
+    new = {"paths": {"data_dir": "/b/data"}, "dataset": {"root": "/b/data2/kvasir"}}
+    assert config_differences(old, new) == [("dataset.root", "/a/data2/kvasir", "/b/data2/kvasir")]
+    new["dataset"]["root"] = "/b/data/kvasir"
+    old["dataset"]["root"] = "/a/data/kvasir"
+    assert config_differences(old, new) == []  # below it: moved with it
+
+
+def test_where_a_run_resumed_from_and_how_it_logged_do_not_change_its_results():
+    from advaug.utils.config import config_differences
+
+    old = {"seed": 0, "ckpt_path": None, "resume_dir": None, "trainer": {"devices": 1}, "logger": None}
+    new = {
+        "seed": 0,
+        "ckpt_path": "last",
+        "resume_dir": "/runs/x",
+        "trainer": {"devices": 2},
+        "logger": {"wandb": {"project": "p"}},
+    }
+    assert config_differences(old, new) == []

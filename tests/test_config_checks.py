@@ -145,6 +145,11 @@ def test_check_choices_leaves_other_syntax_to_hydra(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         check_choices(["dataset=colonn"], conf)
     assert exit_info.value.code == 2 and "dataset=colonn: no such choice" in capsys.readouterr().err
+    # nested groups (Hydra's own launchers live outside conf/) and sweep functions are Hydra's
+    check_choices(["hydra/launcher=basic", "aug=choice(fgsm,none)", "seed=range(0,3)"], conf)
+    with pytest.raises(SystemExit):
+        check_choices(["+dataset=colonn"], conf)  # an appended group is checked too
+    assert "dataset=colonn: no such choice" in capsys.readouterr().err
 
 
 def test_bad_value_exits_2_and_marks_the_run_failed(tmp_path):
@@ -174,7 +179,7 @@ def test_other_entry_scripts_refuse_unknown_choices_in_one_line(script, tmp_path
 
 
 def test_unquoted_sweep_job_path_is_one_line_with_the_quoted_form(capsys):
-    from advaug.cli import check_path_quoting
+    from advaug.cli import check_choices, check_path_quoting
 
     job = "logs/train/multiruns/t/0_aug=none,seed=0/checkpoints/best.ckpt"
     with pytest.raises(SystemExit) as stop:
@@ -182,3 +187,11 @@ def test_unquoted_sweep_job_path_is_one_line_with_the_quoted_form(capsys):
     assert stop.value.code == 2
     assert f"quote it: \"ckpt_path='{job}'\"" in capsys.readouterr().err
     check_path_quoting([f"ckpt_path='{job}'", "dataset.root=/a,/b", "seed=1"])  # quoted; a sweep list
+    check_path_quoting([f'ckpt_path="{job}"', "aug.eps=a=b"])  # double quotes; not a path key
+    # '+'/'~' prefixed keys and every paths.* key hold paths too; check_choices runs the same check
+    for arg in (f"+ckpt_path={job}", f"~resume_dir={job}", f"paths.log_dir={job}"):
+        with pytest.raises(SystemExit):
+            check_path_quoting([arg])
+    with pytest.raises(SystemExit):
+        check_choices([f"resume_dir={job}"], ROOT / "conf")
+    assert capsys.readouterr().err.count("quote it") == 4

@@ -356,6 +356,75 @@ def test_completed_sweep_job_is_skipped_only_for_the_same_config(tmp_path):
     assert run_entry(_never, other, output_dir=out)["seed"] == 0
 
 
+def test_many_config_differences_are_listed_four_then_counted(tmp_path):
+    from advaug.cli import check_same_run
+
+    _, out = _completed_job(tmp_path / "a", "seed=0")
+    changed = ["seed=1", "batch_size=8", "optim.optimizer.lr=0.5", "trainer.max_epochs=7", "aug=flip"]
+    other = compose_config([*TINY, "hydra.mode=MULTIRUN", *changed], tmp_path / "a")
+    with pytest.raises(ConfigError) as info:
+        check_same_run(out, other)
+    listed = str(info.value).split("(", 1)[1].split(")")[0]
+    assert listed.count(" then, ") == 4
+    more = int(str(info.value).split("(and ")[1].split(" more)")[0])
+    assert more >= 1
+    other4 = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=1"], tmp_path / "a")
+    with pytest.raises(ConfigError) as info:
+        check_same_run(out, other4, shown=1)
+    assert "more)" not in str(info.value)  # exactly as many as shown: nothing left to count
+    (out / "config_resolved.yaml").write_text("- seed\n- 0\n")  # YAML, but not a run config
+    with pytest.raises(ConfigError, match="not a readable run config"):
+        check_same_run(out, other4)
+
+
+def _boom(cfg):
+    raise RuntimeError("boom")
+
+
+def test_unexpected_error_is_recorded_failed_and_a_sweep_goes_on(tmp_path, monkeypatch):
+    import advaug.cli
+
+    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: False)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_entry(_boom, None, output_dir=tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error_type"] == "RuntimeError"
+    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: True)
+    (tmp_path / "metrics.json").unlink()
+    assert run_entry(_boom, None, output_dir=tmp_path) is None  # recorded; the next job runs
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_only_rank_zero_records_and_only_a_sweep_skips_a_completed_folder(tmp_path, monkeypatch):
+    import advaug.cli
+
+    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: False)
+    monkeypatch.setattr(advaug.cli, "is_rank_zero", lambda: False)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_entry(_boom, None, output_dir=tmp_path)
+    assert not (tmp_path / "metrics.json").exists()  # one writer under DDP: rank 0
+    monkeypatch.setattr(advaug.cli, "is_rank_zero", lambda: True)
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed"}))
+    # a single run is not skipped: train() itself refuses to overwrite (resolve_ckpt_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_entry(_boom, None, output_dir=tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"status": "completed"}
+
+
+def test_user_error_is_found_behind_an_implicit_context():
+    from advaug.cli import user_error
+
+    try:
+        try:
+            raise ConfigError("bad value")
+        except ConfigError:
+            raise RuntimeError("while handling it")  # noqa: B904 (no explicit cause)
+    except RuntimeError as outer:
+        found = user_error(outer)
+    assert isinstance(found, ConfigError) and str(found) == "bad value"
+    assert user_error(RuntimeError("x")) is None
+
+
 def test_moved_sweep_folder_still_matches_its_run(tmp_path):
     from advaug.cli import check_same_run
 
