@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import ROOT, TINY, compose_config, run_entry_script
+from omegaconf import OmegaConf
 
 from advaug.config_checks import check_config, check_gan_config
 from advaug.errors import ConfigError
@@ -63,6 +64,15 @@ def test_shipped_configs_pass(aug, tmp_path):
             ["aug=gan", "aug.gan.module.disc_layers=6"],
             r"^aug\.gan\.module\.disc_layers=6: the PatchGAN .*\(e\.g\. aug\.gan\.module\.disc_layers=5\)",
         ),
+        # a YAML boolean is no number (True would pass as 1)
+        (["trainer.max_epochs=true"], r"^trainer\.max_epochs=True: must be a whole number"),
+        (["aug=fgsm", "aug.eps=true"], r"^aug\.eps=True: eps is a perturbation size"),
+        (["dataset.num_workers=true"], r"^dataset\.num_workers=True: must be a whole number >= 0"),
+        (["seed=true"], r"^seed=True: must be a non-negative whole number"),
+        (["trainer.devices=[]"], r"^trainer\.devices=\[\]: at least one device"),
+        (["+evaluation.eps=2"], r"^evaluation\.eps=2: eps is a perturbation size"),
+        # smaller than one encoder stride: the example is the smallest size that works
+        (["dataset.image_size=16"], r"multiple of 32 \(e\.g\. dataset\.image_size=32 or 64\)"),
     ],
 )
 def test_bad_values_are_one_clear_error(overrides, message, tmp_path):
@@ -75,6 +85,26 @@ def test_batch_of_one_is_fine_where_the_deepest_map_is_larger_than_1x1(tmp_path)
     check_config(compose_config(["batch_size=1"], tmp_path))  # 128 / 2**5 = 4x4
     check_config(compose_config(["batch_size=1", "dataset.image_size=32", "model.net.encoder_depth=4",
                                  "model.net.decoder_channels=[32,16,16,8]"], tmp_path))  # fmt: skip
+
+
+def test_edge_values_pass(tmp_path):
+    # eps 0 and 1 are the ends of the range, seed 0 a seed, null an unset eps, tu-* any timm encoder
+    check_config(compose_config(["robustness.eps=[0.0,1.0]", "seed=0", "+aug.eps_max=null"], tmp_path))
+    from advaug.config_checks import check_model
+
+    check_model(OmegaConf.create({"model": {"net": {"encoder_name": "tu-resnet18"}}}))
+
+
+def test_gan_suggestions_and_image_size_of_train_gan(tmp_path):
+    from advaug.config_checks import check_gan
+
+    # 100 halves 5 times to a 3x3 map, but only twice evenly: the discriminator needs no evenness
+    cfg = OmegaConf.create({"dataset": {"image_size": 100}, "gan": {"module": {"disc_layers": 6}}})
+    with pytest.raises(ConfigError, match=r"\(e\.g\. gan\.module\.disc_layers=5\)"):
+        check_gan(cfg, "gan")
+    cfg = compose_config(["dataset.image_size=0"], tmp_path, config_name="train_gan")
+    with pytest.raises(ConfigError, match=r"^dataset\.image_size=0: must be a whole number >= 1"):
+        check_gan_config(cfg)
 
 
 def test_train_refuses_before_writing_anything(tmp_path, tiny_overrides):
