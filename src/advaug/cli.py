@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from advaug.errors import AdvaugError, ConfigError
+from advaug.errors import AdvaugError, ConfigError, exception_chain
 from advaug.runs import RUN_CONFIG, is_completed, read_status, record_failure, run_config
 from advaug.utils.config import config_differences
 from advaug.utils.distributed import in_multirun, is_rank_zero
@@ -21,13 +21,7 @@ log = logging.getLogger("advaug")
 def user_error(exc: BaseException | None) -> AdvaugError | None:
     """The :class:`AdvaugError` behind ``exc``, if any: Hydra wraps errors raised in a ``_target_``
     constructor in ``InstantiationException``, which would otherwise hide the one-line message."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, AdvaugError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, AdvaugError)), None)
 
 
 def _stored_config(stored: Path) -> dict[str, Any]:

@@ -29,6 +29,15 @@ def run_config(cfg: Any) -> Any:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
 
 
+def splits_record_of(ckpt_path: str | Path) -> Path | None:
+    """The ``splits.json`` of the run that wrote ``ckpt_path`` (beside it, or in the run folder
+    above ``checkpoints/``), or None when that run recorded none."""
+    ckpt = Path(ckpt_path)
+    return next(
+        (f / SPLITS_RECORD for f in (ckpt.parent, ckpt.parent.parent) if (f / SPLITS_RECORD).is_file()), None
+    )
+
+
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 
 

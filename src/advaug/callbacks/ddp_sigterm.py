@@ -1,6 +1,6 @@
 """``DdpSigterm``: a SIGTERM handler for multi-process runs that cannot deadlock.
 
-Lightning's own handler (2.5.2 and later) broadcasts from inside the signal handler. The handler runs
+Lightning's own handler (2.6.6 here; added by Lightning PR #20825) broadcasts from inside the signal handler. The handler runs
 wherever rank 0 happens to be, e.g. between a backward pass and the optimizer step, while the other
 ranks wait in the gradient all-reduce: the two collectives never match and every process hangs
 (seen here with ``trainer=ddp_cpu``: 10 minutes, until killed; Lightning #20806 describes the

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 
 from advaug.errors import DatasetError
+from advaug.runs import splits_record_of
 from advaug.utils.io import atomic_write_json
 
 
@@ -30,18 +31,9 @@ class SplitsRecord(L.Callback):
         ids = getattr(trainer.datamodule, "ids", None)
         if stage != "fit" or not ids:
             return
-        if self.resume_from is not None:  # the record of the run that wrote the checkpoint
-            ckpt = self.resume_from
-            record = next(
-                (
-                    f / self.path.name
-                    for f in (ckpt.parent.parent, ckpt.parent)
-                    if (f / self.path.name).is_file()
-                ),
-                None,
-            )
-            if record is not None:
-                check_same_split(ids, record, trainer.datamodule, ckpt)
+        record = splits_record_of(self.resume_from) if self.resume_from is not None else None
+        if record is not None:  # resuming: the split that the checkpoint's run recorded
+            check_same_split(ids, record, trainer.datamodule, self.resume_from)
         if trainer.is_global_zero:
             atomic_write_json(self.path, ids)
 

@@ -16,7 +16,7 @@ from torch import nn
 from advaug.attacks import perturb
 from advaug.errors import ConfigError
 from advaug.evaluation.robustness import evaluate_robustness, write_robustness
-from advaug.runs import SPLITS_RECORD
+from advaug.runs import splits_record_of
 
 log = logging.getLogger(__name__)
 RUN_CONFIGS = ("config_resolved.yaml", ".hydra/config.yaml")
@@ -117,8 +117,7 @@ def check_test_split(ckpt_path: Path, ids: dict[str, list[str]]) -> dict[str, An
     """Compare the test split being scored with the one the run recorded (``splits.json`` beside
     its config): a seeded split changes when files are added to the folder, and its new "test"
     images may then include training images. Warns on a difference; None without a record."""
-    record = next((f / SPLITS_RECORD for f in (ckpt_path.parent, ckpt_path.parent.parent)
-                   if (f / SPLITS_RECORD).is_file()), None)  # fmt: skip
+    record = splits_record_of(ckpt_path)
     if record is None:
         return None
     try:

@@ -9,20 +9,16 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advaug.errors import ConfigError
+from advaug.errors import ConfigError, exception_chain
 
 
-def _is_download_error(exc: BaseException | None) -> bool:
-    """Whether ``exc`` or an error in its chain is a failed download (no network, no cached file)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (ConnectionError, socket.gaierror, urllib.error.URLError)) or type(
-            exc
-        ).__name__ in ("LocalEntryNotFoundError", "ConnectError", "ConnectTimeout"):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+def _is_download_error(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error behind it is a failed download (no network, no cached file)."""
+    return any(
+        isinstance(e, (ConnectionError, socket.gaierror, urllib.error.URLError))
+        or type(e).__name__ in ("LocalEntryNotFoundError", "ConnectError", "ConnectTimeout")
+        for e in exception_chain(exc)
+    )
 
 
 def instantiate_model(model_cfg: DictConfig) -> L.LightningModule:

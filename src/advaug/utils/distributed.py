@@ -12,7 +12,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from advaug.errors import ConfigError
+from advaug.errors import ConfigError, exception_chain
 
 
 def is_rank_zero() -> bool:
@@ -62,15 +62,12 @@ def stopped_by_sigterm(trainer: L.Trainer, exc: BaseException) -> bool:
     """
     if getattr(trainer, "received_sigterm", False):
         return True
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
+    for err in exception_chain(exc):
+        tb = err.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_name == "_sigterm_notifier_fn":
                 return True
             tb = tb.tb_next
-        exc = exc.__cause__ or exc.__context__
     return False
 
 
