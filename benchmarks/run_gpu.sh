@@ -7,8 +7,13 @@
 # One device call may run 10 minutes: split the work over two calls with BENCH=0 / E2E=0.
 # env: BENCH=0 skips the benchmark scripts; E2E=0 skips the whole Kvasir runs;
 #      COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more);
+#      ROWS="attack train overhead overhead_on_device profile sync sync_product compile" (the
+#      default: all) picks benchmark rows;
 #      PAPER_SWEEP=1 adds the paper-sized sweep (2 stand-in sets of 1285 / 370 synthetic images at
-#      128², 8 methods, 30 epochs, one seed: 16 jobs) and its wall time (issue goal: <= 10 min, H100).
+#      128², 8 methods, 30 epochs, one seed: 16 jobs), its wall time (issue goal: <= 10 min, H100)
+#      and the GPU's utilisation sampled each second; SWEEP_ROOT (default $OUT/paper_sweep) holds
+#      its run folders, SWEEP_DEADLINE (s) stops it early (rerun to resume); its metrics.json
+#      files and job logs are packed into $OUT/paper_sweep.tgz.
 set -u
 OUT=${1:-logs/benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
 mkdir -p "$OUT"
@@ -18,23 +23,25 @@ T0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
-bench() {  # bench <seconds> <script> <args...>: one benchmark, its output kept
-  local limit=$1; shift
+ROWS=" ${ROWS:-attack train overhead overhead_on_device profile sync sync_product compile} "
+bench() {  # bench <row> <seconds> <script> <args...>: one benchmark row, its output kept
+  local row=$1 limit=$2; shift 2
+  [[ $ROWS == *" $row "* ]] || return 0
   echo "== python3 benchmarks/$* ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/benchmarks.txt"
   timeout "$limit" python3 benchmarks/"$@" 2>&1 | grep -v -i -E "$NOISE" | tee -a "$OUT/benchmarks.txt"
 }
 GPU="--device cuda --size 128 --batch 16 --bf16 --channels-last"
 if [ "${BENCH:-1}" = 1 ]; then
-bench 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 5
-bench 120 train_throughput.py $GPU --steps 300 --repeats 3
-bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
-bench 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
-bench 120 profile_epoch.py $GPU --num-images 512 --attack-batch 256 --top 8
-bench 90 sync_count.py $GPU --num-images 256 --attack-batch 256
-bench 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product "trainer=gpu aug=invfgsm" \
+bench attack 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 5
+bench train 120 train_throughput.py $GPU --steps 300 --repeats 3
+bench overhead 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
+bench overhead_on_device 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
+bench profile 120 profile_epoch.py $GPU --num-images 512 --attack-batch 256 --top 8
+bench sync 90 sync_count.py $GPU --num-images 256 --attack-batch 256
+bench sync_product 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product "trainer=gpu aug=invfgsm" \
   --product "trainer=gpu aug=invfgsm aug.mode=free"
 if [ "${COMPILE:-1}" = 1 ]; then
-  bench 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
+  bench compile 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
 fi
 fi
 
@@ -58,9 +65,18 @@ if [ "${E2E:-1}" = 1 ] && [ -f data/kvasir/splits.json ]; then
 fi
 if [ "${PAPER_SWEEP:-0}" = 1 ]; then
   echo "== paper-sized sweep, 16 jobs at once ($(( $(date +%s) - T0 )) s)" | tee -a "$OUT/benchmarks.txt"
+  SWEEP_ROOT=${SWEEP_ROOT:-$OUT/paper_sweep}
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 > "$OUT/gpu_util_paper_sweep.txt" &
+  SMI=$!
   start=$(date +%s)
-  EXPERIMENT=paper DATASETS="synthetic_colon synthetic_lumbar" SEEDS=0 JOBS=16 ROOT="$OUT/paper_sweep" \
-    METHODS="gan fgsm invfgsm flip rotate crop jitter none" bash scripts/sweep_one_gpu.sh | tail -3 | tee -a "$OUT/benchmarks.txt"
+  EXPERIMENT=paper DATASETS="synthetic_colon synthetic_lumbar" SEEDS=0 JOBS=16 ROOT="$SWEEP_ROOT" \
+    DEADLINE=${SWEEP_DEADLINE:-86400} METHODS="${SWEEP_METHODS:-gan fgsm invfgsm flip rotate crop jitter none}" \
+    bash scripts/sweep_one_gpu.sh | tail -3 | tee -a "$OUT/benchmarks.txt"
   echo "paper-sized sweep wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/benchmarks.txt"
+  kill $SMI
+  awk -F', ' '{u += $1; m = ($2 > m ? $2 : m); n++} END {if (n) printf "GPU utilisation over the sweep: mean %.0f %% of %d one-second samples; memory used at most %d MiB\n", u / n, n, m}' \
+    "$OUT/gpu_util_paper_sweep.txt" | tee -a "$OUT/benchmarks.txt"
+  sort "$SWEEP_ROOT/_logs/jobs.txt" | tee -a "$OUT/benchmarks.txt"
+  (cd "$SWEEP_ROOT" && tar czf "$OUT/paper_sweep.tgz" _logs $(ls -d */metrics.json 2>/dev/null))
 fi
 echo "done in $(( $(date +%s) - T0 )) s; outputs in $OUT" | tee -a "$OUT/benchmarks.txt"
