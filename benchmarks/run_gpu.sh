@@ -36,7 +36,7 @@ bench attack 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256
 bench train 120 train_throughput.py $GPU --steps 300 --repeats 3
 bench overhead 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3
 bench overhead_on_device 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
-bench profile 120 profile_epoch.py $GPU --num-images 512 --attack-batch 256 --top 8
+bench profile 150 profile_epoch.py $GPU --num-images 128 --attack-batch 256 --top 8  # 512 did not end in 100 s (H100)
 bench sync 90 sync_count.py $GPU --num-images 256 --attack-batch 256
 bench sync_product 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product "trainer=gpu aug=invfgsm" \
   --product "trainer=gpu aug=invfgsm aug.mode=free"

@@ -410,3 +410,25 @@ def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tm
     expected = (clean + sign * 0.1 * grad[:8].sign()).clamp(0, 1)
     assert torch.allclose(pool["images"], expected, atol=1e-6) and torch.equal(pool["masks"], masks)
     assert cb.history[0]["adv/zero_grad_frac"] == pytest.approx(0.25)  # the clean rows only
+
+
+@pytest.mark.parametrize("num_classes,dtype", [(2, torch.uint8), (256, torch.uint8), (300, torch.long)])
+def test_free_mode_holds_mask_slots_as_uint8_when_the_class_ids_fit(phantom_root, tmp_path, num_classes, dtype):
+    # uint8 slots: an eighth of the bytes copied to the host at each epoch's end
+    dm = datamodule(phantom_root)
+    dm.setup("fit")
+    clean, masks = dm.train_images()
+    cb = AdversarialAugmentation("fgsm", eps=0.1, eps_sampling="fixed", mode="free", loss_stats_samples=2,
+                                 figure_samples=0)  # fmt: skip
+    module, trainer_ = ConstantNet(), FakeTrainer(dm, tmp_path)
+    module.num_classes = num_classes
+    trainer_.current_epoch = 0
+    cb.on_train_epoch_start(trainer_, module)
+    batch = {"image": clean.clone(), "mask": masks.clone(), "index": torch.arange(len(clean))}
+    cb.on_train_batch_start(trainer_, module, batch, 0)
+    batch["image"].grad = torch.ones_like(clean)
+    cb.on_train_batch_end(trainer_, module, None, batch, 0)
+    assert cb._buffer["mask"].dtype == dtype
+    cb.on_train_epoch_end(trainer_, module)
+    assert torch.equal(dm.extra_state()["masks"].long(), masks)
+    assert cb.history[-1]["adv/loss_adv"] == cb.history[-1]["adv/loss_adv"]  # long targets: not NaN

@@ -376,15 +376,21 @@ class AdversarialAugmentation(L.Callback):
         buf = self._buffer
         if "adv" not in buf:  # one slot per chosen sample (+1 scratch row), on the batch's device
             buf["adv"] = adv.new_empty((k + 1, *adv.shape[1:]))
-            buf["mask"] = batch["mask"].new_empty((k + 1, *batch["mask"].shape[1:]))
+            # uint8 class ids where they fit (the pool keeps them so): an eighth of long's bytes
+            # to hold and to copy to the host at the epoch's end
+            small = getattr(pl_module, "num_classes", 257) <= 256
+            dtype = torch.uint8 if small else batch["mask"].dtype
+            buf["mask"] = batch["mask"].new_empty((k + 1, *batch["mask"].shape[1:]), dtype=dtype)
             buf["filled"] = torch.zeros(k + 1, dtype=torch.bool, device=adv.device)
         # each chosen sample has its own slot, the others go to the scratch row: computed on the
         # device (no host sync), and a sample seen twice (DDP pads the last shard with repeats)
         # overwrites its slot instead of taking a second one
         slots = torch.where(keep, slot_of[rows], k)
         buf["adv"][slots] = adv.detach()
-        buf["mask"][slots] = batch["mask"].detach()
-        buf["filled"][slots] = True
+        buf["mask"][slots] = batch["mask"].detach().to(buf["mask"].dtype)
+        # index_fill_ takes True as a kernel argument; `filled[slots] = True` made a host tensor
+        # of it and copied it to the GPU, one host sync per step (sync_count.py on an H100)
+        buf["filled"].index_fill_(0, slots, True)
         zeros = ((grad == 0).flatten(1).sum(1).float() * keep).sum()
         buf["zero"].append(torch.stack([zeros, keep.sum().float() * grad[0].numel()]))  # no sync
         wanted = max(self.loss_stats_samples, self.figure_samples)
@@ -453,7 +459,7 @@ class AdversarialAugmentation(L.Callback):
         n = min(self.loss_stats_samples, len(clean))
         device = pl_module.device
         with torch.no_grad(), eval_mode(pl_module, self.use_eval_mode):
-            x, a, y = clean[:n].to(device), adv[:n].to(device), masks[:n].to(device)
+            x, a, y = clean[:n].to(device), adv[:n].to(device), masks[:n].to(device).long()
             return loss_fn(pl_module(x).float(), y), loss_fn(pl_module(a).float(), y)
 
     def _mean_losses(self, trainer, pl_module, clean, masks, adv) -> tuple[float, float]:
