@@ -413,7 +413,9 @@ def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tm
 
 
 @pytest.mark.parametrize("num_classes,dtype", [(2, torch.uint8), (256, torch.uint8), (300, torch.long)])
-def test_free_mode_holds_mask_slots_as_uint8_when_the_class_ids_fit(phantom_root, tmp_path, num_classes, dtype):
+def test_free_mode_holds_mask_slots_as_uint8_when_the_class_ids_fit(
+    phantom_root, tmp_path, num_classes, dtype
+):
     # uint8 slots: an eighth of the bytes copied to the host at each epoch's end
     dm = datamodule(phantom_root)
     dm.setup("fit")
