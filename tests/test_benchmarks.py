@@ -42,8 +42,9 @@ CASES = {
             "3",
             "--repeats",
             "1",
+            "--input-grad",
         ],
-        "ratio fgsm free / none",
+        "ratio input gradient only / none",
     ),
     "step_overhead.py": (
         ["--steps", "20", "--repeats", "1", "--free", "8"],
