@@ -85,3 +85,23 @@ def test_wandb_key_never_written_to_run_folder(tmp_path):
     assert any((run / "wandb").rglob("*")), "the W&B logger wrote nothing"
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == [] and secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("user_setting,asks", [(None, False), ("0", True)])
+def test_importing_advaug_stops_albumentations_asking_pypi_unless_the_user_wants_it(user_setting, asks):
+    # the request fails at once here (no opener), so a check that runs warns; -W error makes
+    # that warning an import error
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    if user_setting is not None:
+        env["NO_ALBUMENTATIONS_UPDATE"] = user_setting
+    code = "import urllib.request as u; u.build_opener = None; import advaug, albumentations"
+    done = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode != 0) == asks, done.stderr[-2000:]
+    assert ("check for updates" in done.stderr) == asks
