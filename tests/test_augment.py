@@ -235,3 +235,79 @@ def test_online_protocol_never_fills_a_pool(datamodule):
     callback.on_fit_start(trainer, None)
     callback.on_train_epoch_end(trainer, None)
     assert datamodule.num_extra == 0 and callback.fills == 0
+
+
+def test_sample_seed_depends_on_each_key_and_its_position():
+    from advaug.augment import sample_seed
+
+    seeds = [sample_seed(5, 1, 2), sample_seed(5, 2, 1), sample_seed(1, 5, 2), sample_seed(5, 1, 3)]
+    assert len(set(seeds)) == 4  # (seed, epoch, k): no two orders or samples share a stream
+    assert sample_seed(5, 1, 2) == sample_seed(5, 1, 2) and all(0 <= s < 2**32 for s in seeds)
+    assert sample_seed(0, 0, -1) != sample_seed(0, 0, -2)  # the negative keys the pools use
+
+
+def test_pipeline_refuses_empty_or_foreign_ops_and_skips_disabled_ones():
+    with pytest.raises(ConfigError, match="aug.ops is empty"):
+        Pipeline({})
+    with pytest.raises(ConfigError, match="aug.ops is empty"):
+        Pipeline({"flip": None})  # every step disabled (~aug.ops.x or x: null)
+    with pytest.raises(ConfigError, match=r"aug\.ops: 'flip' is not an albumentations transform"):
+        Pipeline({"flip": "flip"})
+    pipeline = Pipeline({"flip": A.HorizontalFlip(p=1.0), "jitter": None})
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    out = pipeline(image=image, mask=np.array([[0, 1], [1, 1]], np.uint8))
+    assert np.array_equal(out["image"], image[:, ::-1]) and out["mask"].tolist() == [[1, 0], [1, 1]]
+    assert repr(Pipeline({"flip": A.HorizontalFlip()})) == "Pipeline(flip)"  # the config's names
+    assert repr(Pipeline([A.HorizontalFlip(), A.VerticalFlip()])) == "Pipeline(HorizontalFlip, VerticalFlip)"
+
+
+def test_pipeline_p_is_the_chance_of_applying_the_whole_compose():
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    mask = blocky_mask(8)
+    never = Pipeline({"flip": A.HorizontalFlip(p=1.0)}, p=0.0)
+    for _ in range(5):
+        out = never(image=image, mask=mask)
+        assert np.array_equal(out["image"], image) and np.array_equal(out["mask"], mask)
+
+
+def test_masks_are_resampled_nearest_so_no_class_id_is_invented():
+    # a 0/2 mask rotated by 45 degrees: linear interpolation would put 1s on every edge
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 2
+    pipeline = Pipeline({"rotate": A.Rotate(limit=(45, 45), p=1.0)})
+    out = pipeline(image=np.zeros((32, 32, 3), np.uint8), mask=mask)
+    assert set(np.unique(out["mask"]).tolist()) == {0, 2}
+
+
+def test_transformed_pairs_take_the_indexed_sources_and_seed_each_sample():
+    from advaug.augment import TransformedPairs, transformed_copies
+
+    images = torch.stack([torch.full((3, 8, 8), v, dtype=torch.uint8) for v in (10, 20, 30)])
+    masks = torch.stack([torch.full((8, 8), v, dtype=torch.uint8) for v in (0, 1, 0)])
+    keep = Pipeline({"jitter": A.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0, p=1.0)})
+    out_images, out_masks = transformed_copies(images, masks, keep, [2, 0, 1, 1], seed=0, epoch=0)
+    assert out_images[:, 0, 0, 0].tolist() == [30, 10, 20, 20] and out_masks[:, 0, 0].tolist() == [0, 0, 1, 1]
+    assert out_masks.dtype == torch.long and out_images.dtype == torch.uint8
+    # the same source twice (aug.fraction > 1) gets two draws, one per sample position
+    noisy = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 16, 16), dtype=np.uint8))
+    flips = Pipeline({"rotate": A.RandomRotate90(p=1.0)})
+    copies = TransformedPairs(
+        noisy, torch.zeros(1, 16, 16, dtype=torch.uint8), flips, [0] * 6, seed=1, epoch=0
+    )
+    draws = {copies[k][0].numpy().tobytes() for k in range(6)}
+    assert len(draws) > 1
+    assert torch.equal(copies[3][0], copies[3][0])  # a sample is its own seed's draw, every time
+    other = TransformedPairs(
+        noisy, torch.zeros(1, 16, 16, dtype=torch.uint8), flips, [0] * 6, seed=2, epoch=0
+    )
+    assert any(not torch.equal(copies[k][0], other[k][0]) for k in range(6))
+
+
+def test_a_pipeline_that_changes_the_sample_size_is_refused():
+    from advaug.augment import TransformedPairs
+
+    crop = Pipeline({"crop": A.CenterCrop(4, 4)})
+    image, mask = torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, 8, 8, dtype=torch.uint8)
+    pairs = TransformedPairs(image, mask, crop, [0], seed=0, epoch=0)
+    with pytest.raises(ConfigError, match=r"changed the sample size from \(8, 8\) to \(4, 4\)"):
+        pairs[0]

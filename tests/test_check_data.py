@@ -149,3 +149,100 @@ def test_pairs_left_out_of_splits_json_are_named(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         resolve_splits(tmp_path, list("abcdef"), {"train": 0.7, "val": 0.15, "test": 0.15}, 0)
     assert "2 pair(s) are in no split of splits.json" in caplog.text
+
+
+def test_summary_sizes_width_first_shares_and_masks_without_foreground(tmp_path):
+    write_pair(tmp_path, "a")
+    write_pair(tmp_path, "b", image=np.full((20, 24, 3), 50, np.uint8))  # colour beside grayscale
+    write_pair(tmp_path, "c", mask=np.zeros((20, 24), np.uint8))  # no foreground
+    write_pair(tmp_path, "d", image=np.full((16, 16), 9, np.uint8))
+    summary = check_dataset(tmp_path, split={"train": 2, "val": 1, "test": 1})
+    assert summary["sizes"] == {"24x20": 3, "16x16": 1}  # width x height, as PIL names them
+    assert summary["empty_masks"] == 1
+    fg = int(sum((np.asarray(Image.open(p)) == 255).sum() for p in (tmp_path / "masks").glob("*.png")))
+    total = 3 * 20 * 24 + 16 * 16
+    assert summary["class_pixels"] == {"0": total - fg, "1": fg}
+    assert summary["class_share"] == pytest.approx({"0": (total - fg) / total, "1": fg / total})
+    assert summary["notes"] == [
+        "grayscale and colour images are mixed (3 grayscale): all are converted to RGB, "
+        "grayscale by repeating the channel.",
+        "2 different image sizes: all are resized to dataset.image_size.",
+    ]
+    text = format_summary(summary)
+    assert "masks without foreground: 1 of 4" in text and "unused" not in text
+    assert "24x20 (3), 16x16 (1)" in text and f"1: {fg} ({fg / total:.1%})" in text
+
+
+def test_uniform_phantoms_have_no_notes_and_name_the_split_seed(phantom_root):
+    ratios = {"train": 0.5, "val": 0.25, "test": 0.25}
+    summary = check_dataset(phantom_root, split=ratios, split_seed=7)
+    masks = [np.asarray(Image.open(p)) for p in (phantom_root / "masks").glob("*.png")]
+    assert summary["empty_masks"] == sum(not m.any() for m in masks) == 2  # the phantoms' empty ones
+    assert summary["notes"] == []  # one size, one mode, every class present
+    assert summary["split_source"] == f"seeded ({ratios}, seed 7)"
+
+
+def test_notes_on_deep_images_absent_classes_and_empty_masks(tmp_path):
+    deep = np.full((20, 24), 1000, np.uint16)
+    deep[0, 0] = 0
+    ids = np.zeros((20, 24), np.uint8)
+    ids[2:6, 2:6] = 2  # class 1 never occurs
+    for name in "abcd":
+        write_pair(tmp_path, name, image=deep, mask=ids)
+    split = {"train": 2, "val": 1, "test": 1}
+    notes = check_dataset(tmp_path, num_classes=3, split=split)["notes"]
+    assert len(notes) == 2 and "4 image(s) are 16-bit" in notes[0] and "its own min..max" in notes[0]
+    assert notes[1] == "class(es) [1] never occur in any mask: check dataset.num_classes=3."
+    windowed = check_dataset(tmp_path, num_classes=3, split=split, intensity_range=[0, 4095])["notes"]
+    assert windowed[0] == (
+        "4 image(s) are 16-bit, 32-bit or float greyscale: mapped from "
+        "dataset.intensity_range=[0.0, 4095.0] to 0..255 (clipped)."
+    )
+    with pytest.raises(DatasetError, match=r"dataset\.intensity_range=\[0, 100, 200\]: give two numbers"):
+        check_dataset(tmp_path, split=split, intensity_range=[0, 100, 200])
+    for name in "abcd":
+        write_pair(tmp_path, name, mask=np.zeros((20, 24), np.uint8))
+    summary = check_dataset(tmp_path, num_classes=3, split=split)
+    assert summary["empty_masks"] == 4
+    assert summary["notes"] == ["no mask has any foreground pixel: check that masks/ holds the right files."]
+
+
+def test_check_dataset_config_passes_every_dataset_option(tmp_path):
+    import json
+
+    from advaug.data import SegmentationDataModule
+    from advaug.data.folder import SPLITS
+
+    root = tmp_path / "ds"
+    lossy = np.zeros((20, 24), np.uint8)
+    lossy[5:10, 5:12] = 200  # a JPEG-like binary mask: only dataset.mask_threshold reads it
+    three = np.zeros((20, 24), np.uint8)
+    three[0:4, 0:4], three[10:14, 10:14] = 1, 2
+    for name in "abcd":
+        write_pair(root, name, image=np.full((20, 24), 3000, np.uint16), mask=lossy)
+    (root / "mine.json").write_text(json.dumps({"train": ["a", "b"], "val": ["c"], "test": ["d"]}))
+    node = {
+        "root": str(root),
+        "mask_threshold": 128,
+        "splits_file": "mine.json",
+        "intensity_range": [0, 4095],
+    }
+    summary = check_dataset_config(OmegaConf.create(node))
+    assert summary["split_source"] == "mine.json" and summary["class_pixels"]["1"] == 4 * 5 * 7
+    assert "dataset.intensity_range=[0.0, 4095.0]" in summary["notes"][0]
+    for name in "abcd":
+        write_pair(root, name, mask=three)
+    node = {"root": str(root), "num_classes": 3, "split": {"train": 2, "val": 1, "test": 1}, "split_seed": 5}
+    summary = check_dataset_config(OmegaConf.create(node))
+    assert set(summary["class_pixels"]) == {"0", "1", "2"}
+    assert summary["split_source"] == "seeded ({'train': 2.0, 'val': 1.0, 'test': 1.0}, seed 5)"
+    # no split given: the datamodule's default ratios, so the counts are the ones training uses
+    for i in range(20):  # 20 pairs: 14/3/3 under 70/15/15 (16 would round 80/10/10 alike)
+        write_pair(tmp_path / "twenty", f"p{i:02d}")
+    summary = check_dataset_config(OmegaConf.create({"root": str(tmp_path / "twenty")}))
+    dm = SegmentationDataModule(root=str(tmp_path / "twenty"), image_size=16)
+    dm.setup()
+    assert {s: summary["counts"][s] for s in SPLITS} == {s: len(dm.data[s][0]) for s in SPLITS}
+    hint = {"root": str(tmp_path / "missing"), "prepare_hint": "Run: python src/prepare_data.py x"}
+    with pytest.raises(DatasetError, match=r"missing does not exist\. Run: python src/prepare_data\.py x"):
+        check_dataset_config(OmegaConf.create(hint))
