@@ -253,10 +253,10 @@ def test_pipeline_refuses_empty_or_foreign_ops_and_skips_disabled_ones():
         Pipeline({"flip": None})  # every step disabled (~aug.ops.x or x: null)
     with pytest.raises(ConfigError, match=r"aug\.ops: 'flip' is not an albumentations transform"):
         Pipeline({"flip": "flip"})
-    pipeline = Pipeline({"flip": A.HorizontalFlip(p=1.0), "jitter": None})
+    pipeline = Pipeline({"flip": A.HorizontalFlip(p=1.0), "jitter": None, "vflip": A.VerticalFlip(p=1.0)})
     image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-    out = pipeline(image=image, mask=np.array([[0, 1], [1, 1]], np.uint8))
-    assert np.array_equal(out["image"], image[:, ::-1]) and out["mask"].tolist() == [[1, 0], [1, 1]]
+    out = pipeline(image=image, mask=np.array([[0, 1], [1, 1]], np.uint8))  # both flips, in order
+    assert np.array_equal(out["image"], image[::-1, ::-1]) and out["mask"].tolist() == [[1, 1], [1, 0]]
     assert repr(Pipeline({"flip": A.HorizontalFlip()})) == "Pipeline(flip)"  # the config's names
     assert repr(Pipeline([A.HorizontalFlip(), A.VerticalFlip()])) == "Pipeline(HorizontalFlip, VerticalFlip)"
 
@@ -301,6 +301,11 @@ def test_transformed_pairs_take_the_indexed_sources_and_seed_each_sample():
         noisy, torch.zeros(1, 16, 16, dtype=torch.uint8), flips, [0] * 6, seed=2, epoch=0
     )
     assert any(not torch.equal(copies[k][0], other[k][0]) for k in range(6))
+    # and each epoch draws afresh: with aug.fraction=1 the same samples are picked every epoch
+    later = TransformedPairs(
+        noisy, torch.zeros(1, 16, 16, dtype=torch.uint8), flips, [0] * 6, seed=1, epoch=1
+    )
+    assert any(not torch.equal(copies[k][0], later[k][0]) for k in range(6))
 
 
 def test_a_pipeline_that_changes_the_sample_size_is_refused():
