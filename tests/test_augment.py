@@ -258,6 +258,7 @@ def test_pipeline_refuses_empty_or_foreign_ops_and_skips_disabled_ones():
     out = pipeline(image=image, mask=np.array([[0, 1], [1, 1]], np.uint8))  # both flips, in order
     assert np.array_equal(out["image"], image[::-1, ::-1]) and out["mask"].tolist() == [[1, 1], [1, 0]]
     assert repr(Pipeline({"flip": A.HorizontalFlip()})) == "Pipeline(flip)"  # the config's names
+    assert repr(pipeline) == "Pipeline(flip, vflip)"  # not the disabled jitter
     assert repr(Pipeline([A.HorizontalFlip(), A.VerticalFlip()])) == "Pipeline(HorizontalFlip, VerticalFlip)"
 
 

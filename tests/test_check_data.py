@@ -246,3 +246,30 @@ def test_check_dataset_config_passes_every_dataset_option(tmp_path):
     hint = {"root": str(tmp_path / "missing"), "prepare_hint": "Run: python src/prepare_data.py x"}
     with pytest.raises(DatasetError, match=r"missing does not exist\. Run: python src/prepare_data\.py x"):
         check_dataset_config(OmegaConf.create(hint))
+
+
+def test_palette_images_count_as_grey_only_when_their_colours_are_grey(tmp_path):
+    colour = np.zeros((20, 24, 3), np.uint8)
+    colour[:, :12] = (200, 30, 30)
+    grey = np.zeros((20, 24, 3), np.uint8)
+    grey[:, :12] = 90
+    for i in range(3):
+        write_pair(tmp_path, f"c{i}", image=colour)
+    write_pair(tmp_path, "p", image=colour)
+    Image.fromarray(colour).convert("P", palette=Image.ADAPTIVE).save(tmp_path / "images" / "p.png")
+    summary = check_dataset(tmp_path)
+    assert summary["modes"] == {"RGB": 3, "P": 1}
+    assert not any("mixed" in n for n in summary["notes"])  # a colour palette is colour
+    Image.fromarray(grey).convert("P", palette=Image.ADAPTIVE).save(tmp_path / "images" / "p.png")
+    summary = check_dataset(tmp_path)
+    assert any("mixed (1 grayscale)" in n for n in summary["notes"])
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B"])  # what PNG holds
+def test_deep_greyscale_images_count_as_grey_beside_colour_ones(tmp_path, mode):
+    for i in range(2):
+        write_pair(tmp_path, f"c{i}", image=np.full((20, 24, 3), 50, np.uint8))
+    write_pair(tmp_path, "d")
+    Image.fromarray(np.full((20, 24), 1000, np.int32)).convert(mode).save(tmp_path / "images" / "d.png")
+    summary = check_dataset(tmp_path)
+    assert any("mixed (1 grayscale)" in n for n in summary["notes"]), summary

@@ -64,7 +64,11 @@ class Pipeline:
                 raise ConfigError(
                     f"aug.ops: {step!r} is not an albumentations transform (give it a _target_)."
                 )
-        self.names = list(ops) if isinstance(ops, Mapping) else [type(s).__name__ for s in steps]
+        self.names = (
+            [name for name, step in ops.items() if step is not None]  # a step set to null is off
+            if isinstance(ops, Mapping)
+            else [type(s).__name__ for s in steps]
+        )
         self.compose = A.Compose(steps, p=p, mask_interpolation=cv2.INTER_NEAREST, seed=int(seed) % 2**32)
 
     def reseed(self, seed: int) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from advaug.data.folder import (
     HIGH_DEPTH_MODES,
@@ -27,7 +28,18 @@ from advaug.data.folder import (
 )
 from advaug.errors import DatasetError
 
-GRAYSCALE_MODES = ("1", "L", "LA", "P", "I", "I;16", "I;16B", "F")
+GRAYSCALE_MODES = ("1", "L", "LA", *HIGH_DEPTH_MODES)
+
+
+def is_grayscale(image: Image.Image) -> bool:
+    """Whether ``image`` holds grey values only: a grey mode, or a palette ("P", "PA") image whose
+    pixels all use grey palette entries (a colour palette image is colour)."""
+    if image.mode in GRAYSCALE_MODES:
+        return True
+    if image.mode not in ("P", "PA"):
+        return False
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb == rgb[..., :1]).all())
 
 
 def check_dataset(
@@ -54,12 +66,14 @@ def check_dataset(
     splits = resolve_splits(root, [p.id for p in pairs], ratios, split_seed, splits_file)
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
+    grey = 0
     pixels = np.zeros(num_classes, dtype=np.int64)
     empty = 0
     for pair in pairs:
         image = open_image(pair.image)
         sizes[f"{image.size[0]}x{image.size[1]}"] += 1
         modes[image.mode] += 1
+        grey += is_grayscale(image)
         ids = read_mask_ids(pair.mask, pair.image, num_classes, mask_threshold)
         counts = np.bincount(ids.ravel(), minlength=num_classes)
         pixels += counts[:num_classes]
@@ -68,7 +82,6 @@ def check_dataset(
     left_out = unused_note(root / splits_file, [p.id for p in pairs], splits)
     if left_out:
         notes.append(left_out)
-    grey = sum(n for m, n in modes.items() if m in GRAYSCALE_MODES)
     if 0 < grey < len(pairs):
         notes.append(
             f"grayscale and colour images are mixed ({grey} grayscale): all are converted to RGB, "
