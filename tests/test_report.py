@@ -628,7 +628,7 @@ def test_jobs_csv_columns_and_sections_per_dataset_and_per_class(tmp_path):
     assert "robustness_vs_eps.png" in figures and ".csv" not in figures
 
 
-def test_a_report_of_failed_jobs_only_warns_and_draws_no_curves(sweep, tmp_path, caplog):
+def test_a_report_of_failed_jobs_only_warns_and_draws_no_curves(tmp_path, caplog):
     root = tmp_path / "failed"
     make_job(root / "0", "colon", "invfgsm", 0, 0.5, status="failed")
     with caplog.at_level("WARNING"):
