@@ -118,7 +118,7 @@ def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tupl
     )
     dm.prepare_data()
     dm.setup("fit")
-    dm.set_extra(*dm.train_images())  # same samples per epoch in all three runs
+    dm.set_extra(*dm.train_images())  # same samples per epoch in every run
     callbacks: list[L.Callback] = [InputGradOnly()] if kind == "input_grad" else []
     if kind in ("regenerate", "free"):
         callbacks.append(
