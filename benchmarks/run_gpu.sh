@@ -17,6 +17,7 @@
 set -u
 OUT=${1:-logs/benchmarks/$(date +%Y-%m-%d_%H-%M-%S)}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)  # absolute: the paper sweep packs its results from inside its own folder
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 NOISE='warn|tip:|available:|LOCAL_RANK|stopped:|Using bfloat16|set_float32|deprecated|num_workers|Skipping val|litlogger'
 T0=$(date +%s)
@@ -24,6 +25,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
 ROWS=" ${ROWS:-attack train overhead overhead_on_device profile sync sync_product compile} "
+[ "${COMPILE:-1}" = 1 ] || ROWS=${ROWS// compile / }
 bench() {  # bench <row> <seconds> <script> <args...>: one benchmark row, its output kept
   local row=$1 limit=$2; shift 2
   [[ $ROWS == *" $row "* ]] || return 0
@@ -41,9 +43,7 @@ bench profile 150 profile_epoch.py $GPU --num-images 128 --attack-batch 256 --to
 bench sync 90 sync_count.py $GPU --num-images 256 --attack-batch 256
 bench sync_product 240 sync_count.py --device cuda --product "trainer=gpu aug=none" --product "trainer=gpu aug=invfgsm" \
   --product "trainer=gpu aug=invfgsm aug.mode=free"
-if [ "${COMPILE:-1}" = 1 ]; then
-  bench compile 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
-fi
+bench compile 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile
 fi
 
 if [ "${E2E:-1}" = 1 ] && [ -f data/kvasir/splits.json ]; then
