@@ -171,6 +171,31 @@ def test_attack_and_predicted_labels_run_in_eval_mode(model_and_batch):
     assert seen[-1] is True
 
 
+@pytest.mark.parametrize("method", ["fgsm", "pgd"])
+def test_a_train_mode_attack_uses_batch_statistics_and_leaves_the_running_ones(model_and_batch, method):
+    # use_eval_mode=False: BatchNorm normalises with the batch's statistics, as in training, but
+    # the attack's forwards (PGD: one per step) must not move the model's running statistics
+    shared, x, y = model_and_batch
+    model = copy.deepcopy(shared).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)  # not the fresh 0 / 1 an update would move away from
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_adv = getattr(attacks, method)(model, x, y, 0.05, use_eval_mode=False, random_start=False)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), [
+        k for k in before if not torch.equal(before[k], after[k])
+    ]
+    assert model.training
+    eval_adv = getattr(attacks, method)(model, x, y, 0.05, random_start=False)
+    assert not torch.equal(train_adv, eval_adv)  # the batch statistics did take part
+    with torch.no_grad():
+        expected = model(x).argmax(1)  # train mode: updates the statistics, so compare after
+    model.load_state_dict(before)
+    assert torch.equal(attacks.predicted_labels(model, x, use_eval_mode=False), expected)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_pgd_default_step_size_is_madry_2_5_eps_over_steps(model_and_batch):
     model, x, y = model_and_batch
     default = attacks.pgd(model, x, y, 0.04, steps=4, random_start=False)

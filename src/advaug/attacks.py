@@ -29,6 +29,8 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 METHODS = ("fgsm", "inv_fgsm", "pgd", "inv_pgd")
 # +1 raises the loss (adversarial), -1 lowers it (the paper's "inverse", helpful noise)
 DIRECTION = {"fgsm": 1, "pgd": 1, "inv_fgsm": -1, "inv_pgd": -1}
+# the buffers a train-mode forward of a normalisation layer updates
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
@@ -64,9 +66,14 @@ def sample_eps(
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Put ``model`` in eval mode (BatchNorm/Dropout frozen) and restore each module's flag after."""
+    """Put ``model`` in eval mode (BatchNorm/Dropout frozen) and restore each module's flag after.
+
+    ``enabled=False`` leaves each module's mode alone (in train mode BatchNorm normalises with
+    the batch's statistics) but puts the running statistics back afterwards: an attack or a
+    measurement never changes the model it is run on."""
     if not enabled:
-        yield
+        with running_stats_kept(model):
+            yield
         return
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -75,6 +82,25 @@ def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+@contextlib.contextmanager
+def running_stats_kept(model: nn.Module) -> Iterator[None]:
+    """Restore the normalisation layers' running statistics (mean, variance, batch count) on
+    exit: train-mode forwards inside still use batch statistics but do not update them."""
+    saved = [
+        (buffer, buffer.clone())
+        for module in model.modules()
+        if getattr(module, "track_running_stats", False)
+        for buffer in (getattr(module, name, None) for name in RUNNING_STATS)
+        if isinstance(buffer, Tensor)
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 def _autocast(x: Tensor, precision: str) -> contextlib.AbstractContextManager:
