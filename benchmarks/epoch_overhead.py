@@ -64,6 +64,11 @@ def parse_args(argv=None, description: str | None = None, parents=()) -> argpars
         "--on-device", action="store_true", help="dataset.on_device: batches gathered on the device"
     )
     p.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="Trainer(benchmark=True): cuDNN times its kernels for each new shape and keeps the fastest",
+    )
+    p.add_argument(
         "--input-grad",
         action="store_true",
         help="also time `none` with the input gradient computed and dropped (free mode's backward "
@@ -146,6 +151,7 @@ def run(kind: str, root: Path, args, extra: tuple[L.Callback, ...] = ()) -> tupl
         enable_model_summary=False,
         reload_dataloaders_every_n_epochs=1,
         inference_mode=False,
+        benchmark=args.cudnn_benchmark,  # set either way: the flag is global and outlives a run
         num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=root.parent,  # inside main()'s temporary folder
@@ -188,7 +194,8 @@ def main(argv=None) -> dict[str, float]:
     device = device_name(args.device)
     print(
         f"device: {device}; {args.num_images} clean + {args.num_images} pool images {args.size}x{args.size}, "
-        f"batch {args.batch}, {args.epochs} epochs, {args.repeats} repeats, on_device={args.on_device}"
+        f"batch {args.batch}, {args.epochs} epochs, {args.repeats} repeats, on_device={args.on_device}, "
+        f"cudnn.benchmark={args.cudnn_benchmark}"
     )
     for kind in kinds:
         spans = ", ".join(f"{v:.3f}" for v in epochs[kind])

@@ -7,7 +7,7 @@
 # One device call may run 10 minutes: split the work over two calls with BENCH=0 / E2E=0.
 # env: BENCH=0 skips the benchmark scripts; E2E=0 skips the whole Kvasir runs;
 #      COMPILE=0 skips the torch.compile rows (their first steps compile for a minute or more);
-#      ROWS="attack train overhead overhead_on_device profile sync sync_product compile" (the
+#      ROWS="attack train costs overhead overhead_on_device profile sync sync_product compile" (the
 #      default: all) picks benchmark rows;
 #      PAPER_SWEEP=1 adds the paper-sized sweep (2 stand-in sets of 1285 / 370 synthetic images at
 #      128², 8 methods, 30 epochs, one seed: 16 jobs), its wall time (issue goal: <= 10 min, H100)
@@ -24,7 +24,7 @@ T0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/device.txt"
 
-ROWS=" ${ROWS:-attack train overhead overhead_on_device profile sync sync_product compile} "
+ROWS=" ${ROWS:-attack train costs overhead overhead_on_device profile sync sync_product compile} "
 [ "${COMPILE:-1}" = 1 ] || ROWS=${ROWS// compile / }
 bench() {  # bench <row> <seconds> <script> <args...>: one benchmark row, its output kept
   local row=$1 limit=$2; shift 2
@@ -37,6 +37,9 @@ if [ "${BENCH:-1}" = 1 ]; then
 bench attack 90 attack_throughput.py --device cuda --batch 16 --attack-batch 256 --size 128 --bf16 --channels-last --repeats 5
 bench train 120 train_throughput.py $GPU --steps 300 --repeats 3
 # 5 repeats: steady epochs of `none` spread 0.92-1.40 s over 3 on an H100
+# free mode's parts (plain step, + input gradient, + hooks and publish) on a loop without Trainer
+# or DataLoader, for NCHW / channels_last x cudnn.benchmark off / on: little noise
+bench costs 150 free_mode_costs.py --device cuda --num-images 512 --size 128 --batch 16 --bf16 --grid --repeats 5
 bench overhead 240 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 5 --input-grad
 bench overhead_on_device 150 epoch_overhead.py $GPU --num-images 512 --attack-batch 256 --epochs 4 --repeats 3 --on-device
 bench profile 150 profile_epoch.py $GPU --num-images 128 --attack-batch 256 --top 8  # 512 did not end in 100 s (H100)

@@ -46,6 +46,10 @@ CASES = {
         ],
         "ratio input gradient only / none",
     ),
+    "free_mode_costs.py": (
+        ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--repeats", "1"],
+        "free / input_grad",
+    ),
     "step_overhead.py": (
         ["--steps", "20", "--repeats", "1", "--free", "8"],
         "host cost of free mode's hooks",
