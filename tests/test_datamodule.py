@@ -120,6 +120,19 @@ def test_uint8_pool_images_are_held_as_uint8_and_served_as_the_exact_floats(phan
     assert dm.state_dict()["extra"]["images"].dtype == torch.float32
 
 
+@pytest.mark.parametrize("on_device,expected", [(False, "cpu"), (True, "meta")])
+def test_an_on_device_pool_is_held_on_the_training_device(phantom_root, monkeypatch, on_device, expected):
+    # a pool made on the GPU (adversarial copies) stays there with on_device instead of a trip
+    # to the host and back each epoch; the meta device stands in for a GPU on this machine
+    dm = make(phantom_root, on_device=on_device)
+    monkeypatch.setattr(dm, "_device", lambda: torch.device("meta"))
+    images = torch.rand(2, 3, 4, 4)
+    masks = torch.zeros(2, 4, 4, dtype=torch.uint8)  # uint8: the pool checks no class ids
+    dm.set_extra(images, masks)
+    assert dm._pool.images.device.type == expected and dm._pool.masks.device.type == expected
+    assert dm.num_extra == 2
+
+
 def test_pin_memory_follows_the_training_device_unless_set(phantom_root):
     from types import SimpleNamespace
 

@@ -162,9 +162,12 @@ class SegmentationDataModule(L.LightningDataModule):
             raise ValueError(
                 f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match"
             )
-        images = images.detach().cpu()
+        # on_device: the pool stays on (or goes once to) the training device, where its batches
+        # are served, instead of a trip to the host and back per epoch; else host memory
+        where = self._device() if self.on_device else torch.device("cpu")
+        images = images.detach().to(where)
         images = images if images.dtype == torch.uint8 else images.float()
-        self._pool = ExtraPool(images.contiguous(), masks.detach().cpu().contiguous())
+        self._pool = ExtraPool(images.contiguous(), masks.detach().to(where).contiguous())
 
     @property
     def num_extra(self) -> int:
@@ -172,10 +175,10 @@ class SegmentationDataModule(L.LightningDataModule):
         return 0 if self._pool is None else len(self._pool)
 
     def extra_state(self) -> dict[str, torch.Tensor] | None:
-        """The pool as float images in [0,1] and its masks, or None."""
+        """The pool, on the host, as float images in [0,1] and its masks, or None."""
         if self._pool is None:
             return None
-        return {"images": as_float_images(self._pool.images), "masks": self._pool.masks}
+        return {"images": as_float_images(self._pool.images.cpu()), "masks": self._pool.masks.cpu()}
 
     def train_images(
         self, indices: torch.Tensor | None = None, device: torch.device | str | None = None
@@ -325,7 +328,8 @@ class SegmentationDataModule(L.LightningDataModule):
         if self._pool is not None and self.pool_rebuildable:  # its producer remakes it on resume
             return {"extra": None, "extra_left_out": True}
         pool = self._pool
-        return {"extra": None if pool is None else {"images": pool.images, "masks": pool.masks}}  # as held
+        # as held (uint8 stays uint8), on the host: a checkpoint loads on any machine
+        return {"extra": None if pool is None else {"images": pool.images.cpu(), "masks": pool.masks.cpu()}}
 
     @contextmanager
     def state_left_out(self) -> Iterator[None]:
