@@ -348,6 +348,25 @@ class FakeTrainer:
         self.datamodule, self.default_root_dir, self.current_epoch, self.loggers = dm, str(root), epoch, []
 
 
+def test_train_mode_attack_with_sync_batchnorm_under_ddp_is_refused(phantom_root, tmp_path):
+    # ranks attack different numbers of batches; a train-mode SyncBatchNorm forward waits for all
+    dm = datamodule(phantom_root)
+    dm.setup("fit")
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tiny_module())
+    ddp = FakeTrainer(dm, tmp_path)
+    ddp.world_size = 2
+    cb = AdversarialAugmentation("fgsm", use_eval_mode=False, figure_samples=0)
+    with pytest.raises(ConfigError, match="sync_batchnorm"):
+        cb.on_fit_start(ddp, synced)
+    for trainer_, module, eval_mode in [
+        (ddp, synced, True),  # eval mode: BatchNorm does not synchronise
+        (ddp, tiny_module(), False),  # plain BatchNorm: each rank on its own
+        (FakeTrainer(dm, tmp_path), synced, False),  # one process: nothing to wait for
+    ]:
+        cb = AdversarialAugmentation("fgsm", use_eval_mode=eval_mode, figure_samples=0)
+        cb._check_sync_batchnorm(trainer_, module)
+
+
 def test_chosen_samples_change_with_the_epoch():
     chosen = [choose_indices(100, 0.2, 0, epoch) for epoch in range(3)]
     assert not torch.equal(chosen[0], chosen[1]) and not torch.equal(chosen[1], chosen[2])

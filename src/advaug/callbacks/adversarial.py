@@ -222,6 +222,19 @@ class AdversarialAugmentation(L.Callback):
                 "(background + foreground), e.g. dataset.num_classes=2."
             )
 
+    def _check_sync_batchnorm(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A train-mode SyncBatchNorm forward waits for every rank, but ranks attack (and measure
+        the loss change on) different numbers of batches: refuse before it hangs."""
+        if self.use_eval_mode or trainer.world_size == 1:
+            return
+        if any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()):
+            raise ConfigError(
+                "aug.callbacks.adversarial.use_eval_mode=false with trainer.sync_batchnorm=true under DDP: "
+                "each train-mode forward of the attack then waits for all ranks, which attack different "
+                "numbers of batches, so training would hang. Keep use_eval_mode=true, or set "
+                "trainer.sync_batchnorm=false."
+            )
+
     @property
     def rebuildable(self) -> bool:
         """Whether a pool is a function of the weights it was made from and the seeds only."""
@@ -233,6 +246,7 @@ class AdversarialAugmentation(L.Callback):
 
     # -- regenerate mode -------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook
         images, _ = trainer.datamodule.train_images(torch.arange(1))
         self._check_model(pl_module, images)
         # A resumed run restores the pool before this hook, but the loops' epoch only after it.
