@@ -141,7 +141,7 @@ def measure(args, dm, root: str) -> dict[str, float]:
                 "fgsm", eps=0.1, mode="free", precision="bf16" if args.bf16 else "fp32", figure_samples=0
             )
             trainer = LoopTrainer(dm, root, len(batches))
-        runs[kind] = (module, torch.optim.Adam(module.parameters(), lr=1e-3), callback, trainer)
+        runs[kind] = (module, module.configure_optimizers(), callback, trainer)  # Adam, no scheduler
     for kind, (module, opt, callback, trainer) in runs.items():  # warm-up: kernels, allocator
         epoch(kind, module, opt, batches, callback, trainer, args)
     seconds: dict[str, list[float]] = {k: [] for k in (*KINDS, "publish")}
