@@ -84,6 +84,20 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def subprocess_env(tmp_path: Path, fault_callbacks: bool = False) -> dict[str, str]:
+    """Environment for an entry script run as a user would: no inherited Hydra state, and a
+    temporary folder under ``tmp_path``. A process the test kills skips its exit handlers, so the
+    temporary folders its libraries made (wandb's media / artifacts) would stay in /tmp.
+    ``fault_callbacks`` puts tests/ on PYTHONPATH for ``+callbacks.x._target_=fault_callbacks...``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp)
+    if fault_callbacks:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    return env
+
+
 def run_entry_script(
     script: str, args: list[str], cwd: Path, timeout: int = 300
 ) -> subprocess.CompletedProcess:

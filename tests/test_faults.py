@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, TINY, compose_config, subprocess_env
 from omegaconf import OmegaConf
 
 from advaug.cli import run_entry
@@ -501,8 +501,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, tiny_overrides):
         "+callbacks.pause.epoch=2",
         "+callbacks.pause.batch=1",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env = subprocess_env(tmp_path, fault_callbacks=True)
     proc = subprocess.Popen(
         args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

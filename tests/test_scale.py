@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import wandb
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, TINY, compose_config, subprocess_env
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
@@ -101,8 +101,7 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(tmp_path,
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
     args += ["trainer=ddp_cpu", "batch_size=2", "trainer.max_epochs=4", f"hydra.run.dir={run}"]
     args += ["+callbacks.term._target_=fault_callbacks.SigtermRank0BeforeZeroGrad", "+callbacks.term.batch=0"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env = subprocess_env(tmp_path, fault_callbacks=True)
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), *[a for a in args if "generator" not in a]]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, subprocess_env
 from omegaconf import OmegaConf
 
 from advaug.reporting.collect import collect
@@ -90,8 +90,7 @@ def test_sweep_with_failing_jobs_keeps_the_others_and_reruns_without_overwriting
         "trainer.max_epochs=1,-1",
         "+callbacks.nan.at_epoch=0,9",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env = subprocess_env(tmp_path, fault_callbacks=True)
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "3 of 4 sweep jobs did not complete" in proc.stderr and "Traceback" not in proc.stderr
@@ -122,7 +121,7 @@ def test_rerun_with_other_seeds_into_the_same_sweep_dir_trains_them(tmp_path):
     # second sweep's job 0 used to land in the first one's folder and be skipped as completed
     sweep = tmp_path / "sweep"
     base = [*_sweep_command(tmp_path, sweep), "trainer.max_epochs=1"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    env = subprocess_env(tmp_path)
     for seed in (0, 1):
         proc = subprocess.run(
             [*base, f"seed={seed}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
@@ -169,8 +168,7 @@ def test_sigterm_to_a_joblib_sweep_stops_its_worker_processes(tmp_path):
         "+callbacks.pause.batch=0",
         "seed=0,1",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env = subprocess_env(tmp_path, fault_callbacks=True)
     proc = subprocess.Popen(
         args,
         cwd=tmp_path,
