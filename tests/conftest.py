@@ -84,15 +84,16 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def subprocess_env(tmp_path: Path, fault_callbacks: bool = False) -> dict[str, str]:
-    """Environment for an entry script run as a user would: no inherited Hydra state, and a
-    temporary folder under ``tmp_path``. A process the test kills skips its exit handlers, so the
-    temporary folders its libraries made (wandb's media / artifacts) would stay in /tmp.
+def subprocess_env(tmp_path: Path | None = None, fault_callbacks: bool = False) -> dict[str, str]:
+    """Environment for an entry script run as a user would: no inherited Hydra state. With
+    ``tmp_path``, a temporary folder under it: a process the test kills skips its exit handlers,
+    so the temporary folders its libraries made (wandb's media / artifacts) would stay in /tmp.
     ``fault_callbacks`` puts tests/ on PYTHONPATH for ``+callbacks.x._target_=fault_callbacks...``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
-    tmp = tmp_path / "tmp"
-    tmp.mkdir(exist_ok=True)
-    env["TMPDIR"] = str(tmp)
+    if tmp_path is not None:
+        tmp = tmp_path / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
     if fault_callbacks:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     return env
@@ -101,8 +102,9 @@ def subprocess_env(tmp_path: Path, fault_callbacks: bool = False) -> dict[str, s
 def run_entry_script(
     script: str, args: list[str], cwd: Path, timeout: int = 300
 ) -> subprocess.CompletedProcess:
-    """Run ``src/<script> <args>`` in a subprocess as a user would (no inherited Hydra state)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HYDRA")}
+    """Run ``src/<script> <args>`` in a subprocess as a user would (no inherited Hydra state).
+    No TMPDIR under ``cwd``: tests check that a refused run wrote nothing there."""
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, str(ROOT / "src" / script), *args],
         cwd=cwd,

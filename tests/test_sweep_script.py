@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, subprocess_env
 
 SCRIPT = ROOT / "scripts" / "sweep_one_gpu.sh"
 
@@ -22,7 +22,7 @@ def test_runs_each_job_once_and_a_rerun_skips_completed_ones(tmp_path):
     root = tmp_path / "sweep"
     tiny = [o.replace(" ", "") for o in TINY if not o.startswith("trainer.accelerator")]
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HYDRA")},
+        **subprocess_env(tmp_path),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # python3 = this venv
         "EXPERIMENT": "paper_cpu",
         "TRAINER": "cpu",
@@ -72,7 +72,7 @@ def test_deadline_stops_and_waits_for_every_job(tmp_path):
     root = tmp_path / "sweep"
     tiny = [o.replace(" ", "") for o in TINY if not o.startswith(("trainer.accelerator", "robustness"))]
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HYDRA")},
+        **subprocess_env(tmp_path),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "EXPERIMENT": "paper_cpu",
         "TRAINER": "cpu",
@@ -123,7 +123,7 @@ def test_reproduce_kvasir_trains_publishes_and_writes_the_page(tmp_path, phantom
     (data / "splits.json").write_text(json.dumps({"train": ids[:8], "val": ids[8:12], "test": ids[12:]}))
     tiny = [o.replace(" ", "") for o in TINY if o.startswith(("dataset.image_size", "model.", "robustness."))]
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HYDRA")},
+        **subprocess_env(tmp_path),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DATA": str(data),
         "ROOT": str(tmp_path / "sweep"),
