@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -165,6 +166,11 @@ def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tm
     assert torch.equal(from_float, callback.make_pool(trainer, None, 2)[0])
     assert torch.equal(from_float.float().div(255), pools[2])
     assert pools[0].shape == (4, 3, 32, 32) and 0.0 <= float(pools[0].min()) and float(pools[0].max()) <= 1.0
+
+
+def test_opencv_runs_single_threaded_so_forked_loader_workers_cannot_deadlock():
+    # a worker forked while OpenCV's pool held its mutex hung forever (CI, 2026-11-27)
+    assert cv2.getNumThreads() == 1
 
 
 def test_pool_is_the_same_for_any_number_of_workers(datamodule, tmp_path):

@@ -30,6 +30,11 @@ from advaug.data.datasets import apply_joint
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError
 
+# OpenCV's own thread pool is not fork-safe: a DataLoader worker forked while a pool thread held
+# its mutex waited on it forever (seen in CI: test_pool_is_the_same_for_any_number_of_workers
+# hung after a 0-worker pool). Samples are spread over DataLoader workers instead.
+cv2.setNumThreads(0)
+
 
 def sample_seed(*keys: int) -> int:
     """A 32-bit seed derived from integer keys (e.g. run seed, epoch, sample index)."""
