@@ -9,11 +9,15 @@ device, the clean set plus a pool of the same size as in ``epoch_overhead.py``. 
   backward part of free mode: the first convolution's input gradient and the casts before it).
 * ``free``: the same, with the real ``AdversarialAugmentation(mode="free")`` hooks around each
   step and its epoch-end publish (the pool to a real DataModule, the loss statistics), whose
-  time is also printed on its own.
+  time is also printed on its own. The DataModule pins the pool, as in training on a CUDA
+  device with an in-process loader (``dataset.num_workers=0``, the default).
+* ``free_pageable``: the same with ``pin_memory=False``: the pool's copy to the host goes to
+  pageable memory, as it does with loader workers (the publish time of the two, side by side).
 
 Prints each kind's median seconds per epoch over ``--repeats`` (kinds interleaved) and the ratios
 to ``plain``; the free / input_grad split says whether the backward or the hooks cost. ``--grid``
-repeats it for NCHW and channels_last, each with ``cudnn.benchmark`` off and on::
+repeats it for NCHW and channels_last, each with ``cudnn.benchmark`` off and on.
+``--profile-publish`` profiles one more publish and prints its top ops::
 
     python benchmarks/free_mode_costs.py --device cpu --num-images 32 --size 64 --batch 8
     python benchmarks/free_mode_costs.py --device cuda --num-images 512 --size 128 --batch 16 \
@@ -23,6 +27,7 @@ repeats it for NCHW and channels_last, each with ``cudnn.benchmark`` off and on:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -41,7 +46,8 @@ from advaug.callbacks import AdversarialAugmentation  # noqa: E402
 from advaug.data import SegmentationDataModule  # noqa: E402
 from advaug.models import SegmentationModule  # noqa: E402
 
-KINDS = ("plain", "input_grad", "free")
+KINDS = ("plain", "input_grad", "free", "free_pageable")
+FREE = ("free", "free_pageable")
 
 
 class LoopTrainer:
@@ -67,6 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--grid", action="store_true", help="NCHW / channels_last x cudnn.benchmark off / on")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--profile-publish", action="store_true", help="torch.profiler over one publish")
     return p.parse_args(argv)
 
 
@@ -84,8 +91,9 @@ def make_batches(args, device: torch.device) -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def epoch(kind, module, opt, batches, callback, trainer, args) -> tuple[float, float]:
-    """Seconds of one epoch of ``kind`` and of its epoch-end publish (device work included)."""
+def epoch(kind, module, opt, batches, callback, trainer, args, profiler=None) -> tuple[float, float]:
+    """Seconds of one epoch of ``kind`` and of its epoch-end publish (device work included);
+    ``profiler`` (a torch.profiler context) runs around the publish."""
     device = module.device
     sync(device)
     start = time.perf_counter()
@@ -111,15 +119,16 @@ def epoch(kind, module, opt, batches, callback, trainer, args) -> tuple[float, f
     if callback is not None:
         sync(device)
         steps_done = time.perf_counter()
-        callback.on_train_epoch_end(trainer, module)
+        with profiler or contextlib.nullcontext():
+            callback.on_train_epoch_end(trainer, module)
+            sync(device)
         trainer.current_epoch += 1
-        sync(device)
         publish = time.perf_counter() - steps_done
     sync(device)
     return time.perf_counter() - start, publish
 
 
-def measure(args, dm, root: str) -> dict[str, float]:
+def measure(args, dms, root: str) -> dict[str, float]:
     """Median seconds per epoch of each kind, interleaved over the repeats."""
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -136,23 +145,37 @@ def measure(args, dm, root: str) -> dict[str, float]:
         ).to(device)
         module.train()
         callback = trainer = None
-        if kind == "free":
+        if kind in FREE:
             callback = AdversarialAugmentation(
                 "fgsm", eps=0.1, mode="free", precision="bf16" if args.bf16 else "fp32", figure_samples=0
             )
-            trainer = LoopTrainer(dm, root, len(batches))
+            trainer = LoopTrainer(dms[kind], root, len(batches))
         runs[kind] = (module, module.configure_optimizers(), callback, trainer)  # Adam, no scheduler
     for kind, (module, opt, callback, trainer) in runs.items():  # warm-up: kernels, allocator
         epoch(kind, module, opt, batches, callback, trainer, args)
-    seconds: dict[str, list[float]] = {k: [] for k in (*KINDS, "publish")}
+    seconds: dict[str, list[float]] = {k: [] for k in (*KINDS, *(f"publish_{k}" for k in FREE))}
     for r in range(args.repeats):
-        for kind in KINDS[r % 3 :] + KINDS[: r % 3]:  # rotated: no kind always runs first
+        shift = r % len(KINDS)
+        for kind in KINDS[shift:] + KINDS[:shift]:  # rotated: no kind always runs first
             module, opt, callback, trainer = runs[kind]
             total, publish = epoch(kind, module, opt, batches, callback, trainer, args)
             seconds[kind].append(total)
-            if kind == "free":
-                seconds["publish"].append(publish)
+            if kind in FREE:
+                seconds[f"publish_{kind}"].append(publish)
+    if args.profile_publish:
+        profile_publish(args, batches, runs["free"])
     return {k: statistics.median(v) for k, v in seconds.items()}
+
+
+def profile_publish(args, batches, run) -> None:
+    """One more ``free`` epoch with torch.profiler around its publish: the top ops by host time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+    module, opt, callback, trainer = run
+    prof = profile(activities=activities)
+    epoch("free", module, opt, batches, callback, trainer, args, profiler=prof)
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=14), flush=True)
 
 
 def report(args, medians: dict[str, float]) -> None:
@@ -160,9 +183,11 @@ def report(args, medians: dict[str, float]) -> None:
     print(
         f"{layout}, cudnn.benchmark={args.cudnn_benchmark}: "
         + ", ".join(f"{k} {medians[k]:.4f} s" for k in KINDS)
-        + f" (of which publish {medians['publish']:.4f} s)"
+        + f" (of which publish {medians['publish_free']:.4f} s pinned, "
+        f"{medians['publish_free_pageable']:.4f} s pageable)"
         + f"; input_grad / plain {medians['input_grad'] / medians['plain']:.3f}, "
-        f"free / plain {medians['free'] / medians['plain']:.3f}, "
+        f"free / plain {medians['free'] / medians['plain']:.3f} "
+        f"(pageable {medians['free_pageable'] / medians['plain']:.3f}), "
         f"free / input_grad {medians['free'] / medians['input_grad']:.3f}",
         flush=True,
     )
@@ -187,13 +212,17 @@ def main(argv=None) -> dict[tuple[bool, bool], dict[str, float]]:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_dataset(Path(tmp), args.num_images, args.size)
-        dm = SegmentationDataModule(root=str(root), image_size=args.size, batch_size=args.batch)
-        dm.prepare_data()
-        dm.setup("fit")
+        dms = {}
+        for kind, pin in zip(FREE, (True, False), strict=True):
+            dms[kind] = SegmentationDataModule(
+                root=str(root), image_size=args.size, batch_size=args.batch, pin_memory=pin
+            )
+            dms[kind].prepare_data()
+            dms[kind].setup("fit")
         for channels_last, benchmark in grid:
             run_args = argparse.Namespace(**{**vars(args), "channels_last": channels_last,
                                              "cudnn_benchmark": benchmark})  # fmt: skip
-            results[(channels_last, benchmark)] = medians = measure(run_args, dm, tmp)
+            results[(channels_last, benchmark)] = medians = measure(run_args, dms, tmp)
             report(run_args, medians)
     return results
 

@@ -47,8 +47,20 @@ CASES = {
         "ratio input gradient only / none",
     ),
     "free_mode_costs.py": (
-        ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--repeats", "1"],
-        "free / input_grad",
+        [
+            "--device",
+            "cpu",
+            "--num-images",
+            "4",
+            "--size",
+            "32",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--profile-publish",
+        ],
+        "s pageable)",  # the publish to a pinning and to a non-pinning DataModule, side by side
     ),
     "step_overhead.py": (
         ["--steps", "20", "--repeats", "1", "--free", "8"],

@@ -47,6 +47,24 @@ def _check_eval_shards(split: str, size: int, world_size: int) -> None:
         )
 
 
+# Largest pool copied into pinned memory: PyTorch's pinned allocator rounds each block up to a
+# power of two and caches it, and two pools are alive while one replaces the other, so a big pool
+# would hold up to four times its size page-locked; bigger ones take the pageable copy.
+PIN_POOL_MAX_BYTES = 1 << 30
+
+
+def to_host(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
+    """``tensor`` on the host. From a CUDA device with ``pin``, into page-locked memory: the GPU
+    then copies it by DMA at the bus's speed, where a pageable copy is staged through the
+    driver's buffers (free mode's epoch-end publish on an H200: see benchmarks/free_mode_costs.py).
+    A host tensor comes back as it is."""
+    size = tensor.numel() * tensor.element_size()
+    if tensor.device.type != "cuda" or not pin or size > PIN_POOL_MAX_BYTES:
+        return tensor.cpu()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return host.copy_(tensor)
+
+
 class SegmentationDataModule(L.LightningDataModule):
     """Images and masks from ``root`` resized to ``image_size``, cached in memory as uint8.
 
@@ -164,10 +182,16 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         # on_device: the pool stays on (or goes once to) the training device, where its batches
         # are served, instead of a trip to the host and back per epoch; else host memory
-        where = self._device() if self.on_device else torch.device("cpu")
-        images = images.detach().to(where)
-        images = images if images.dtype == torch.uint8 else images.float()
-        self._pool = ExtraPool(images.contiguous(), masks.detach().to(where).contiguous())
+        images, masks = images.detach(), masks.detach()
+        images = images if images.dtype == torch.uint8 else images.float()  # where it lies
+        if self.on_device:
+            images, masks = images.to(self._device()), masks.to(self._device())
+        else:
+            # pinned only for an in-process loader: drivers may keep page-locked memory out of
+            # forked children (MADV_DONTFORK), where a worker indexing it would crash
+            pin = self._pin() and self.num_workers == 0
+            images, masks = to_host(images, pin), to_host(masks, pin)
+        self._pool = ExtraPool(images.contiguous(), masks.contiguous())
 
     @property
     def num_extra(self) -> int:
