@@ -6,6 +6,8 @@ import sys
 import pytest
 from conftest import ROOT, TINY
 
+# 4 clean + 4 pool images of 32², batch 2, on the CPU: the options the epoch scripts share
+SMALL_SET = ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2"]
 CASES = {
     "attack_throughput.py": (
         ["--device", "cpu", "--batch", "2", "--size", "32", "--repeats", "1"],
@@ -29,37 +31,11 @@ CASES = {
         "ratio Lightning / plain",
     ),
     "epoch_overhead.py": (
-        [
-            "--device",
-            "cpu",
-            "--num-images",
-            "4",
-            "--size",
-            "32",
-            "--batch",
-            "2",
-            "--epochs",
-            "3",
-            "--repeats",
-            "1",
-            "--input-grad",
-        ],
+        [*SMALL_SET, "--epochs", "3", "--repeats", "1", "--input-grad"],
         "ratio input gradient only / none",
     ),
     "free_mode_costs.py": (
-        [
-            "--device",
-            "cpu",
-            "--num-images",
-            "4",
-            "--size",
-            "32",
-            "--batch",
-            "2",
-            "--repeats",
-            "1",
-            "--profile-publish",
-        ],
+        [*SMALL_SET, "--repeats", "1", "--profile-publish"],
         "s pageable)",  # the publish to a pinning and to a non-pinning DataModule, side by side
     ),
     "step_overhead.py": (
@@ -102,9 +78,7 @@ def test_profile_epoch_sees_the_attack_work(capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import profile_epoch
 
-    profiles = profile_epoch.main(
-        ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--top", "3"]
-    )
+    profiles = profile_epoch.main([*SMALL_SET, "--top", "3"])
     assert set(profiles) == {"none", "regenerate", "free"}
     for prof in profiles.values():
         assert prof.steps == 4 and prof.wall > 0 and prof.host  # 4 clean + 4 pool, batch 2
