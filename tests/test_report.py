@@ -562,6 +562,19 @@ def test_a_config_group_choice_counts_as_an_override(tmp_path):
     assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm [trainer=gpu]"]
 
 
+def test_a_config_group_choice_that_repeats_the_default_is_no_variant(tmp_path):
+    # Hydra records the option each group took in .hydra/hydra.yaml: `trainer=default` given on
+    # the command line took the same option as no override at all
+    for i, extra in enumerate([["trainer=default"], [], ["trainer=gpu"]]):
+        job = make_job(tmp_path / f"{i}", "polyp", "fgsm", i, 0.7, overrides=extra)
+        choice = extra[0].split("=")[1] if extra else "default"
+        (job / ".hydra" / "hydra.yaml").write_text(
+            f"hydra:\n  run: {{dir: '${{now:%H}}'}}\n  runtime:\n    choices: {{trainer: {choice}, aug: fgsm}}\n"
+        )
+    methods = [j.method for j in sorted(collect([tmp_path]), key=lambda j: j.path.name)]
+    assert methods == ["fgsm", "fgsm", "fgsm [trainer=gpu]"]
+
+
 def test_a_variant_is_judged_against_runs_of_the_same_aug_only(tmp_path):
     # pgd's plain runs use predicted labels: that must not make invfgsm's aug.labels=pred its plain row
     specs = [("invfgsm", 0, [], "'true'"), ("invfgsm", 1, [], "'true'"), ("invfgsm", 0, ["aug.labels=pred"], "pred"),

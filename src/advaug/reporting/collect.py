@@ -43,6 +43,7 @@ class Job:
     robustness: dict[str, Any] | None = None
     variant: str = ""
     config: Any = None  # the job's resolved config (OmegaConf), when readable
+    choices: dict[str, str] = field(default_factory=dict)  # config group -> option, from .hydra/hydra.yaml
 
     @property
     def method(self) -> str:
@@ -103,6 +104,18 @@ def _config_facts(cfg: Any) -> dict[str, Any]:
     }
 
 
+def _choices(folder: Path) -> dict[str, str]:
+    """The option each config group took (``hydra.runtime.choices``), or {} where Hydra wrote none."""
+    path = folder / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices", default=None)
+        return {str(k): str(v) for k, v in (OmegaConf.to_container(choices) or {}).items()}
+    except Exception:  # a broken file only loses this refinement; the overrides still label the job
+        return {}
+
+
 def _overrides(folder: Path) -> dict[str, str]:
     path = folder / ".hydra" / "overrides.yaml"
     if not path.is_file():
@@ -116,7 +129,13 @@ def _overrides(folder: Path) -> dict[str, str]:
 
 def load_job(folder: Path) -> Job:
     """Read one job folder into a :class:`Job`, never raising for a broken or half-finished job."""
-    job = Job(path=folder, status="missing", overrides=_overrides(folder), config=_load_config(folder))
+    job = Job(
+        path=folder,
+        status="missing",
+        overrides=_overrides(folder),
+        config=_load_config(folder),
+        choices=_choices(folder),
+    )
     facts = _config_facts(job.config)
     if (folder / "robustness.json").is_file():
         job.robustness, why = _read_json(folder / "robustness.json")
@@ -148,7 +167,11 @@ def load_job(folder: Path) -> Job:
 def _value(job: Job, key: str) -> str:
     """The job's effective value of a ``dotted.key``: from its resolved config when that holds it
     (so an override that only repeats the default is no variant), else from its overrides.
-    Config-group choices (``trainer=gpu``) compare as overridden."""
+    A config-group choice (``trainer=gpu``) compares by the option the group took, so that
+    ``trainer=default`` given on the command line is no variant; by the override where Hydra's
+    record of the choices is missing."""
+    if "." not in key and key in job.choices:
+        return job.choices[key]
     if "." in key and job.config is not None:
         value = OmegaConf.select(job.config, key, default=None, throw_on_resolution_failure=False)
         if value is not None or key not in job.overrides:
