@@ -61,7 +61,11 @@ def to_host(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
     size = tensor.numel() * tensor.element_size()
     if tensor.device.type != "cuda" or not pin or size > PIN_POOL_MAX_BYTES:
         return tensor.cpu()
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    try:
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    except RuntimeError as exc:  # page-locked memory refused (limits, sandbox): a speed-up only
+        log.warning("pool kept in pageable host memory: pinning %d bytes failed (%s)", size, exc)
+        return tensor.cpu()
     return host.copy_(tensor)
 
 
