@@ -87,3 +87,12 @@ class SigtermRank0BeforeZeroGrad(L.Callback):
         batch_idx = trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
         if trainer.global_rank == 0 and trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SigtermRank0AtFitStart(L.Callback):
+    """Rank 0 sends itself SIGTERM in ``on_fit_start``: after setup and the checkpoint restore,
+    before Lightning registers its own handler (a preemption while the first pool is made)."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.global_rank == 0:
+            os.kill(os.getpid(), signal.SIGTERM)

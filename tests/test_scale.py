@@ -93,14 +93,22 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, phantom_root):
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(tmp_path, phantom_root):
+@pytest.mark.parametrize(
+    "fault,last_epoch",
+    [("SigtermRank0BeforeZeroGrad", 0), ("SigtermRank0AtFitStart", None)],
+    ids=["in_a_step", "before_training"],
+)
+def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(
+    tmp_path, phantom_root, fault, last_epoch
+):
     # Lightning's handler broadcast from inside the signal handler; with rank 0 signalled before
     # zero_grad and rank 1 in the backward's all-reduce, both processes hung until killed
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
     run = tmp_path / "run"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
     args += ["trainer=ddp_cpu", "batch_size=2", "trainer.max_epochs=4", f"hydra.run.dir={run}"]
-    args += ["+callbacks.term._target_=fault_callbacks.SigtermRank0BeforeZeroGrad", "+callbacks.term.batch=0"]
+    args += [f"+callbacks.term._target_=fault_callbacks.{fault}"]
+    args += ["+callbacks.term.batch=0"] if fault == "SigtermRank0BeforeZeroGrad" else []
     env = subprocess_env(tmp_path, fault_callbacks=True)
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), *[a for a in args if "generator" not in a]]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -114,7 +122,8 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(tmp_path,
     assert proc.returncode == 0, err[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "interrupted" and metrics["error_type"] == "SIGTERMException", metrics
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0  # resumable
+    if last_epoch is not None:  # resumable from the epoch it stopped in
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == last_epoch
     time.sleep(2)
     leftover = subprocess.run(["pgrep", "-f", f"hydra.run.dir={run}"], capture_output=True, text=True)
     assert leftover.stdout == "", "a DDP process outlived the run"
@@ -486,5 +495,33 @@ def test_ddp_sigterm_handler_only_records_and_passes_the_signal_on(monkeypatch):
         signal.signal(signal.SIGTERM, original)
         DdpSigterm().on_validation_start(SimpleNamespace(**{**vars(trainer), "world_size": 1}), None)
         assert signal.getsignal(signal.SIGTERM) is original  # one process: Lightning's handler stays
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def test_ddp_sigterm_guard_covers_setup_and_its_record_outlives_lightnings_reset():
+    from types import SimpleNamespace
+
+    from advaug.callbacks import DdpSigterm
+    from advaug.utils.distributed import stopped_by_sigterm
+
+    killed = []
+    connector = SimpleNamespace(received_sigterm=False)
+    callback = DdpSigterm()
+    trainer = SimpleNamespace(world_size=2, global_rank=0, _signal_connector=connector, callbacks=[callback],
+                              strategy=SimpleNamespace(launcher=SimpleNamespace(kill=killed.append)))  # fmt: skip
+    original = signal.getsignal(signal.SIGTERM)
+    try:
+        with callback.guard(trainer):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # in setup / on_fit_start
+            assert killed == [signal.SIGTERM] and callback.received_sigterm
+            connector.received_sigterm = False  # Lightning registers its handler: flag cleared
+            assert stopped_by_sigterm(trainer, RuntimeError("Connection reset by peer"))
+            callback.on_train_start(trainer, None)
+            assert connector.received_sigterm  # so the loop stops at its first batch
+        assert signal.getsignal(signal.SIGTERM) is original  # restored after the guarded call
+        single = SimpleNamespace(**{**vars(trainer), "world_size": 1})
+        with DdpSigterm().guard(single):
+            assert signal.getsignal(signal.SIGTERM) is original  # one process: nothing replaced
     finally:
         signal.signal(signal.SIGTERM, original)

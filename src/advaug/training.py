@@ -76,7 +76,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
         atomic_write_text(out / RUN_CONFIG, OmegaConf.to_yaml(run_cfg, resolve=True))
     log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
-    with sigterm_as_interrupt(trainer):  # a DDP collective failing after a SIGTERM is no fault
+    guard = next(cb for cb in trainer.callbacks if isinstance(cb, DdpSigterm)).guard(trainer)
+    with sigterm_as_interrupt(trainer), guard:  # a DDP collective failing after a SIGTERM is no fault
         if cfg.get("validate_before_training", True) and not ckpt_path:
             trainer.validate(model, datamodule=datamodule, verbose=False)  # epoch 0 of Table 1
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

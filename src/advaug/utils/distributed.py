@@ -62,6 +62,9 @@ def stopped_by_sigterm(trainer: L.Trainer, exc: BaseException) -> bool:
     """
     if getattr(trainer, "received_sigterm", False):
         return True
+    # DdpSigterm's own record: Lightning clears its flag when a stage starts
+    if any(getattr(cb, "received_sigterm", False) is True for cb in getattr(trainer, "callbacks", ())):
+        return True
     for err in exception_chain(exc):
         tb = err.__traceback__
         while tb is not None:
