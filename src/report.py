@@ -7,6 +7,7 @@ Examples::
     # a page to publish: docs/results/kvasir-seg.md, its CSVs / plots / figures in docs/results/kvasir-seg/
     python src/report.py docs/results/kvasir-seg/runs --out docs/results --name kvasir-seg \
         --header docs/results/kvasir-seg/header.md --title "..." --figures none,fgsm,invfgsm --compare invfgsm
+    python src/report.py logs/train/multiruns/<time> --reference none,same_steps --resamples 10000
 """
 
 import argparse
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run without installi
 
 from advaug.cli import run_entry  # noqa: E402
 from advaug.reporting import write_report  # noqa: E402
+from advaug.statistics import RESAMPLES  # noqa: E402
 
 
 def _epoch_list(text: str) -> list[int]:
@@ -29,6 +31,17 @@ def _epoch_list(text: str) -> list[int]:
     if any(e < 0 for e in epochs):
         raise argparse.ArgumentTypeError(f"{text!r}: epochs start at 0 (before training)")
     return epochs
+
+
+def _resamples(text: str) -> int:
+    """``--resamples 10000``: at least 100 bootstrap resamples (fewer make the CI itself noisy)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if n < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: use at least 100 resamples (default {RESAMPLES})")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +69,33 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="methods whose test-score margins over the others are tabulated, e.g. invfgsm,fgsm",
     )
+    parser.add_argument(
+        "--reference",
+        type=lambda s: [m for m in s.split(",") if m],
+        help="methods every other method is compared with image by image (paired tests), e.g. "
+        "none,same_steps (the default: those of them present)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=_resamples,
+        default=RESAMPLES,
+        help=f"bootstrap resamples per CI (default {RESAMPLES})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     written = run_entry(
         lambda _: write_report(
-            args.roots, args.out, args.epochs, args.name, args.header, args.title, args.figures, args.compare
-        ),
+            args.roots,
+            args.out,
+            args.epochs,
+            args.name,
+            args.header,
+            args.title,
+            args.figures,
+            args.compare,
+            args.reference,
+            args.resamples,
+        ),  # fmt: skip
         None,
     )
     print(f"report written to {written['tables.md']}")

@@ -30,7 +30,9 @@ def test_scores_of_hand_made_images():
     assert normal["miou"] == pytest.approx((8 / 24 + 76 / 92) / 2)
     assert normal["hd95"] == pytest.approx(2.0)  # shifted by 2 pixels
     assert (normal["mask_pixels"], normal["pred_pixels"]) == (16, 16)
-    assert missed["iou_fg"] == 0 and missed["dice"] == 0 and missed["hd95"] == pytest.approx(math.hypot(10, 10))
+    assert (
+        missed["iou_fg"] == 0 and missed["dice"] == 0 and missed["hd95"] == pytest.approx(math.hypot(10, 10))
+    )
     assert missed["miou"] == pytest.approx((96 / 100 + 0) / 2) and missed["pred_pixels"] == 0
     assert empty == {"miou": 1.0, "iou_fg": 1.0, "dice": 1.0, "hd95": 0.0, "mask_pixels": 0, "pred_pixels": 0}
     # background absent from mask and prediction: left out of the mean IoU like an absent class

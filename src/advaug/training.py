@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
+from advaug.metric_keys import PER_IMAGE_FILE
 from advaug.models.pretrained import instantiate_model
 from advaug.resume import resolve_ckpt_path
 from advaug.runs import RUN_CONFIG, SPLITS_RECORD, run_config
@@ -57,8 +59,33 @@ def _history(trainer: L.Trainer) -> list[dict[str, float]]:
     return []
 
 
+def write_test_per_image(
+    model: L.LightningModule, best: str, datamodule: Any, path: Path, device: Any
+) -> Path:
+    """``per_image.csv``: the best checkpoint (as for ``trainer.test``) scored image by image on the
+    test split (:mod:`advaug.per_image`)."""
+    from advaug.evaluation import load_weights
+    from advaug.per_image import score_images
+
+    scored = load_weights(model, best) if best else model
+    ids = (getattr(datamodule, "ids", None) or {}).get("test")
+    recorder = score_images(scored, datamodule.test_dataloader(), model.num_classes, ids, device)
+    if ids is not None and len(recorder.rows) != len(ids):  # e.g. rank 0's shard of a DDP test split
+        log.warning("%s: %d of the %d test images scored", path.name, len(recorder.rows), len(ids))
+    return recorder.write(path)
+
+
+def objective(metrics: dict[str, Any] | None) -> float:
+    """The value a Hydra sweeper optimises (higher is better): the best validation mean IoU, never a
+    test score (a sweeper would tune on the test set); NaN for a failed job or one without a
+    validation score (Optuna marks such a trial failed)."""
+    value = (metrics or {}).get("best_val_miou")
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test the best checkpoint and write ``metrics.json`` into ``cfg.paths.output_dir``.
+    """Train, test the best checkpoint and write ``metrics.json`` (and ``per_image.csv``, the test
+    split image by image) into ``cfg.paths.output_dir``.
 
     Returns the metrics dict that was written.
     """
@@ -90,6 +117,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
         )
         test = {k: float(v) for k, v in results[0].items()} if results else {}
+        if trainer.is_global_zero:
+            write_test_per_image(model, best, datamodule, out / PER_IMAGE_FILE, trainer.strategy.root_device)
     if cfg.get("robustness") and cfg.robustness.get("enabled") and trainer.is_global_zero:
         from advaug.evaluation import load_weights, run_robustness
 

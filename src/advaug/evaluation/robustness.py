@@ -24,6 +24,7 @@ from advaug.attacks import METHODS, LossFn, check_eps, eval_mode, perturb
 from advaug.errors import ConfigError, DatasetError
 from advaug.metric_keys import per_class_keys
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
+from advaug.per_image import PerImageRecorder, batch_index
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def evaluate_robustness(
     seed: int = 0,
     loss_fn: LossFn | None = None,
     precision: str = "fp32",
+    per_image: PerImageRecorder | None = None,
 ) -> list[dict[str, Any]]:
     """Score ``model`` on ``loader`` clean and for every cell of methods × eps × labels.
 
@@ -86,6 +88,8 @@ def evaluate_robustness(
     (the display name, e.g. ``pgd-10``),
     ``zero_grad_fraction`` (mean over batches; a value near 1 means the attack did nothing) and
     ``images``. The model is put in eval mode for the duration; its parameters are untouched.
+    ``per_image``: also one row per image and cell into this recorder (``attack``, ``labels``, ``eps``
+    lead each row; :mod:`advaug.per_image`).
     """
     methods, eps, labels = normalize_grid(methods, eps, labels, pgd_steps)
     if max_batches is not None and int(max_batches) < 1:
@@ -105,6 +109,9 @@ def evaluate_robustness(
             with torch.no_grad():
                 pred = model(x).argmax(1)
             scores[CLEAN].update(pred, y)
+            index = batch_index(batch, images)
+            if per_image is not None:
+                per_image.update(pred, y, index, attack="clean", labels="none", eps=0.0)
             targets = {"true": y, "pred": pred}
             for cell in cells[1:]:
                 method, e, lab = cell
@@ -113,7 +120,12 @@ def evaluate_robustness(
                     steps=pgd_steps, loss_fn=loss_fn, precision=precision, generator=generator,
                 )  # fmt: skip
                 with torch.no_grad():
-                    scores[cell].update(model(result.images).argmax(1), y)
+                    adv_pred = model(result.images).argmax(1)
+                scores[cell].update(adv_pred, y)
+                if per_image is not None:
+                    steps = int(pgd_steps) if method in MULTI_STEP else 1
+                    name = attack_name({"method": method, "steps": steps})
+                    per_image.update(adv_pred, y, index, attack=name, labels=lab, eps=e)
                 zero_grad[cell].append(result.zero_grad_fraction)
             images += len(x)
     if images == 0:

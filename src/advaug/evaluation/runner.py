@@ -16,6 +16,8 @@ from torch import nn
 from advaug.attacks import perturb
 from advaug.errors import ConfigError
 from advaug.evaluation.robustness import evaluate_robustness, write_robustness
+from advaug.metric_keys import ROBUSTNESS_PER_IMAGE_FILE
+from advaug.per_image import PerImageRecorder
 from advaug.runs import splits_record_of
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ def run_robustness(
 ) -> list[dict[str, Any]]:
     """Score ``model`` on ``datamodule``'s ``node.split`` loader over the configured grid.
 
-    Writes ``robustness.json`` / ``robustness.md`` and, when ``node.figure.num_images > 0``, the
+    Writes ``robustness.json`` / ``robustness.md``, ``robustness_per_image.csv`` (one row per image
+    and cell) and, when ``node.figure.num_images > 0``, the
     Fig. 3-4 grid ``figures/samples.png`` into ``out_dir``. Returns the rows.
     """
     split = node.get("split", "test")
@@ -50,6 +53,7 @@ def run_robustness(
     if split not in ("train", "val", "test") or loader_fn is None:
         raise ConfigError(f"robustness.split={split!r}: choose train, val or test.")
     model = model.to(device) if device is not None else model
+    recorder = PerImageRecorder(model.num_classes, (getattr(datamodule, "ids", None) or {}).get(split))
     rows = evaluate_robustness(
         model,
         loader_fn(),
@@ -60,9 +64,11 @@ def run_robustness(
         max_batches=node.get("max_batches"),
         seed=node.get("seed", 0),
         precision=node.get("precision", "fp32"),
+        per_image=recorder,
     )
     meta = {**meta, "split": split, "grid": OmegaConf.to_container(node, resolve=True)}
     path = write_robustness(out_dir, rows, meta)
+    recorder.write(Path(out_dir) / ROBUSTNESS_PER_IMAGE_FILE, ("attack", "labels", "eps"))
     worst = min(rows, key=lambda r: r["miou"])
     log.info(
         "robustness: clean mIoU %.4f, worst %.4f (%s eps=%g labels=%s) -> %s",

@@ -12,8 +12,10 @@ from typing import Any
 
 from advaug.reporting import aggregate, plots
 from advaug.reporting.collect import Job, collect
+from advaug.reporting.paired import PAIRED_FIELDS, default_references, paired_rows, paired_section
 from advaug.reporting.provenance import provenance_lines
 from advaug.reporting.tables import metric_title, pivot_markdown, records_csv, rows_csv
+from advaug.statistics import RESAMPLES
 from advaug.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ def write_report(
     title: str = "Results",
     figures: Sequence[str] | None = None,
     compare: Sequence[str] = (),
+    references: Sequence[str] | None = None,
+    n_resamples: int = RESAMPLES,
 ) -> dict[str, Path]:
     """Collect every job under ``roots`` and write the report into ``out_dir`` (default: the first root).
 
@@ -111,7 +115,9 @@ def write_report(
     ``header`` is a Markdown file inserted under the title (setup, conclusions); ``figures``
     picks the methods whose Fig. 3-4 grid is shown (copied next to the page when ``name`` is
     given; default: every method, linked in place). ``compare`` lists methods whose test-score
-    margins over every other method are tabulated (difference and pooled-SD units).
+    margins over every other method are tabulated (difference and pooled-SD units). ``references``:
+    the methods every other method is compared with image by image (:mod:`advaug.reporting.paired`;
+    default ``none`` and ``same_steps`` where present), ``n_resamples`` bootstrap resamples each.
 
     Returns the written paths by name. Jobs that are missing or failed are listed first in
     the page and in ``jobs.csv``; they never silently disappear.
@@ -119,6 +125,7 @@ def write_report(
     jobs = collect(list(roots))  # first: a mistyped folder is an error, not an empty report
     _warn_unknown("--compare", compare, [j for j in jobs if j.ok])
     _warn_unknown("--figures", figures, jobs)
+    _warn_unknown("--reference", references, [j for j in jobs if j.ok])
     _warn_missing_epochs(epochs, [j for j in jobs if j.ok])
     out = Path(out_dir or roots[0])
     assets = out / name if name else out
@@ -130,7 +137,10 @@ def write_report(
     t1, t2, t3 = aggregate.table1(ok, cols), aggregate.table2(jobs), aggregate.table3(ok)
     header_text = Path(header).read_text(encoding="utf-8").strip() if header else ""
 
+    references = list(references) if references is not None else default_references([j.method for j in ok])
+    paired = paired_rows(ok, references, n_resamples)
     written = {
+        "paired.csv": rows_csv(assets / "paired.csv", paired, PAIRED_FIELDS),
         "jobs.csv": rows_csv(assets / "jobs.csv", _job_rows(jobs, out), list(_job_rows(jobs[:1], out)[0])),
         "table1.csv": records_csv(assets / "table1.csv", t1),
         "table2.csv": records_csv(assets / "table2.csv", t2),
@@ -150,8 +160,10 @@ def write_report(
     md += [
         f"Sources: {', '.join(f'`{r}`' for r in roots)}. Jobs: "
         + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        + ". Cells: mean ± sample std over seeds (n = seeds); **bold** = best in its column"
-        " (Table 2: within its attack block).",
+        + ". Cells: mean ± sample std over seeds (n = seeds); **bold** = highest mean in its column"
+        " (Table 2: within its attack block). Tables 2 and 3 are test scores: bold there marks the highest"
+        " test mean, not a method selected on it (select on validation, Table 1; whether a gap is real:"
+        " the paired comparisons).",
         "",
     ]
     if bad:
@@ -175,7 +187,9 @@ def write_report(
         md += [f"- `{os.path.relpath(j.path, out)}`: {why}" for j, why in outside]
         md.append("")
     md += ["## Table 3: final test scores (best checkpoint) per method × dataset", ""]
+    md += ["The checkpoint is the best on validation; bold = highest test mean, not a selection.", ""]
     md += _section(t3, split_by_dataset=False)
+    md += paired_section(paired, references, n_resamples)
     margins = [r for ref in compare for m in aggregate.METRICS for r in aggregate.compare(ok, ref, m)]
     if margins:
         written["margins.csv"] = rows_csv(assets / "margins.csv", margins, aggregate.MARGIN_FIELDS)
