@@ -1,6 +1,7 @@
 """Robustness grid: attacked scores differ from clean ones, the clean row is the test score,
 grid errors name the key, and src/evaluate.py re-scores a checkpoint from a tiny run."""
 
+import csv
 import json
 import shutil
 
@@ -152,6 +153,19 @@ def test_training_run_writes_robustness_of_best_checkpoint(tiny_run):
     assert rows[0]["dice"] == pytest.approx(metrics["test"]["test/dice"], abs=1e-5)
     assert any(abs(r["delta_miou"]) > 1e-4 for r in rows[1:])
     assert (run / "robustness.md").is_file() and (run / "figures" / "samples.png").stat().st_size > 1000
+    # one row per test image and cell, the clean rows matching per_image.csv (same checkpoint)
+    with open(run / "robustness_per_image.csv") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == len(rows) * metrics["splits"]["test"]
+    with open(run / "per_image.csv") as f:
+        test = {r["id"]: r for r in csv.DictReader(f)}
+    clean = [r for r in cells if r["attack"] == "clean"]
+    assert {r["id"] for r in clean} == set(test)
+    for r in clean:
+        assert float(r["miou"]) == pytest.approx(float(test[r["id"]]["miou"]), abs=1e-5)
+    assert {(r["attack"], r["labels"], float(r["eps"])) for r in cells} == {
+        (x["attack"], x["labels"], x["eps"]) for x in rows
+    }
 
 
 def run_evaluate(args, cwd):
@@ -167,6 +181,9 @@ def test_evaluate_script_rescoring_a_checkpoint(tiny_run, tmp_path):
     assert data["meta"]["source"] == "evaluate" and data["meta"]["dataset"] == "synthetic"
     assert data["rows"][0]["miou"] == pytest.approx(metrics["test"]["test/miou"], abs=1e-5)
     assert (out / "robustness.md").is_file() and (out / "figures" / "samples.png").is_file()
+    with open(out / "robustness_per_image.csv") as f:  # another scored dataset: its images too
+        cells = list(csv.DictReader(f))
+    assert len(cells) == len(data["rows"]) * metrics["splits"]["test"]
 
 
 def test_evaluate_with_dataset_override(tiny_run, tmp_path):

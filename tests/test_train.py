@@ -1,11 +1,14 @@
 """End-to-end: train(cfg) on tiny synthetic data, and src/train.py as a user runs it."""
 
+import csv
 import json
+import math
 
 import pytest
 from conftest import compose_config, run_entry_script
 
-from advaug.training import train
+from advaug.metric_keys import PER_IMAGE_FIELDS
+from advaug.training import objective, train
 
 
 def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
@@ -28,6 +31,22 @@ def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
     env = written["environment"]  # provenance for reports: where and with what this ran
     assert env["device"].startswith("cpu") and env["precision"] == "32-true" and env["torch"]
     assert env["commit"] is None or len(env["commit"]) >= 7
+    # one row per test image, named by its id (the paired tests of the report pair on it)
+    with open(out / "per_image.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == list(PER_IMAGE_FIELDS)
+    assert sorted(r["id"] for r in rows) == sorted(split_ids["test"])
+    assert all(0 <= float(r["miou"]) <= 1 and float(r["hd95"]) >= 0 for r in rows)
+    assert sum(int(r["mask_pixels"]) for r in rows) > 0
+    # the sweeper's objective is the validation score the checkpoint was chosen by, not a test score
+    assert objective(metrics) == written["best_val_miou"] is not None
+
+
+def test_the_sweep_objective_is_validation_and_a_failure_is_nan():
+    assert objective({"best_val_miou": 0.7, "test": {"test/miou": 0.9}}) == 0.7
+    assert math.isnan(objective(None))  # a failed sweep job: run_entry returned None
+    assert math.isnan(objective({"status": "completed", "best_val_miou": None}))
 
 
 def test_keep_last_false_deletes_last_ckpt_once_the_run_completed(tmp_path, tiny_overrides):
