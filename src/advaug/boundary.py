@@ -1,9 +1,9 @@
 """The boundary metric: 95th-percentile Hausdorff distance (HD95) of two binary masks, in pixels.
 
 torchmetrics has a (maximum) Hausdorff distance but no percentile, and its surface distances come
-from an all-pairs distance transform (0.7 s per 128² image on a CPU core, quadratic in the image
-size); the edges and distances here come from scipy.ndimage instead (``binary_erosion``,
-``distance_transform_edt``), 2 ms per 128² image.
+from an all-pairs distance transform (quadratic memory; 0.7 s for a pair of 128² square masks on a
+shared 2-core CPU); the edges and distances here come from scipy.ndimage instead
+(``binary_erosion``, ``distance_transform_edt``: 2 ms for the same pair).
 
 Definition (MONAI's ``compute_hausdorff_distance(percentile=95)``): the edge pixels of each mask
 are its foreground pixels that 4-connected erosion removes (foreground on the image border is
