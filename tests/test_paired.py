@@ -75,7 +75,8 @@ def test_runs_without_per_image_scores_are_named_not_invented(tmp_path):
     assert len(fgsm) == 4 and all(r["verdict"] == NOT_TESTED and r["difference"] == "" for r in fgsm)
     assert "no per-image scores (3 run(s) made before per_image.csv was written)" in fgsm[0]["note"]
     page = written["tables.md"].read_text()
-    assert "## Paired comparisons on the test images" in page and "no per-image scores" in page
+    assert "## Paired comparisons on the test images" in page and "No paired test could be made" in page
+    assert page.count("| colon | none | fgsm | no per-image scores") == 1  # once, not once per metric
 
 
 def test_a_partly_recorded_method_uses_its_recorded_seeds_and_says_so(tmp_path):

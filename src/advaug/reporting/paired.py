@@ -178,6 +178,15 @@ def paired_section(rows: Sequence[dict[str, Any]], references: Sequence[str], n_
     ]
     if not rows:
         return [*md, "_no reference method (none, same_steps or --reference) among the methods_\n"]
+    if all(r["images"] == 0 for r in rows):  # nothing to test (runs from before per_image.csv): once
+        md += [
+            "No paired test could be made:",
+            "",
+            "| dataset | reference | method | why |",
+            "|---|---|---|---|",
+        ]
+        shown = dict.fromkeys((r["dataset"], r["reference"], r["method"], r["note"]) for r in rows)
+        return [*md, *(f"| {d} | {ref} | {m} | {note} |" for d, ref, m, note in shown), ""]
     for reference in references:
         for metric in PER_IMAGE_SCORES:
             md += paired_markdown(rows, reference, metric)
