@@ -127,7 +127,7 @@ def test_run_robustness_passes_the_grid_on_and_moves_the_model(tmp_path, monkeyp
 
 @pytest.mark.parametrize("labels", ["TRUE", "pred"])
 def test_sample_figure_attacks_the_first_images_with_the_labels_asked_for(tmp_path, monkeypatch, labels):
-    from advaug.reporting import plots
+    from advaug import figures
 
     drawn, attacked = {}, {}
     real_perturb = runner.perturb
@@ -141,7 +141,7 @@ def test_sample_figure_attacks_the_first_images_with_the_labels_asked_for(tmp_pa
         return path
 
     monkeypatch.setattr(runner, "perturb", perturb)
-    monkeypatch.setattr(plots, "sample_grid", sample_grid)
+    monkeypatch.setattr(figures, "sample_grid", sample_grid)
     model = TinyNet()
     model.train()
     figure = {"num_images": 2, "method": "fgsm", "eps": 0.1, "labels": labels}

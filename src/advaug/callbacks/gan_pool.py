@@ -16,7 +16,7 @@ from advaug.augment.pipeline import Pipeline, sample_seed, transformed_copies
 from advaug.callbacks.pool import PoolCallback
 from advaug.callbacks.transform_pool import to_uint8
 from advaug.errors import ConfigError
-from advaug.gan.figures import pairs_grid
+from advaug.figures import pairs_grid
 from advaug.gan.module import Pix2PixGAN
 from advaug.gan.recipe import GanRecipe
 

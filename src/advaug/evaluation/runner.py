@@ -82,7 +82,7 @@ def run_robustness(
 
 def sample_figure(model: nn.Module, loader: Any, figure: DictConfig, path: Path, meta: dict) -> Path:
     """The paper's Fig. 3-4: input / mask / adversarial image / prediction for the first test images."""
-    from advaug.reporting.plots import sample_grid  # matplotlib only when a figure is asked for
+    from advaug.figures import sample_grid  # matplotlib only when a figure is asked for
 
     batch = next(iter(loader))
     device = next(model.parameters()).device

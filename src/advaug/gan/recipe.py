@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from advaug.errors import ConfigError
-from advaug.gan.figures import pairs_grid
+from advaug.figures import pairs_grid
 from advaug.gan.module import Pix2PixGAN
 from advaug.gan.networks import key
 from advaug.utils.io import atomic_write_json

@@ -1,5 +1,5 @@
-"""PNG figures with matplotlib's Agg backend (no display needed): learning curves, robustness
-vs eps, and the paper's Fig. 3-4 sample grid."""
+"""PNG plots with matplotlib's Agg backend (no display needed): learning curves and robustness
+vs eps. Image grids (the paper's Fig. 3-4) live in ``advaug.figures``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -17,9 +17,6 @@ import numpy as np  # noqa: E402
 
 from advaug.reporting.aggregate import Stat  # noqa: E402
 from advaug.utils.io import atomic_path  # noqa: E402
-
-if TYPE_CHECKING:  # torch only for annotations: the report tool runs without importing it
-    import torch
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -116,43 +113,4 @@ def plot_robustness(records: Sequence[dict[str, Any]], path: str | Path, metric:
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     _legend(fig, list(axes.flat))
-    return _save(fig, path)
-
-
-def _rgb(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def sample_grid(
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    adversarial: torch.Tensor,
-    predictions: torch.Tensor,
-    path: str | Path,
-    title: str = "",
-    adv_title: str = "adversarial",
-    adv_pred: torch.Tensor | None = None,
-) -> Path:
-    """The paper's Fig. 3-4: one row per image, columns (a) input, (b) mask, (c) adversarial image,
-    (d) prediction on the clean input, plus the prediction on the adversarial image if given."""
-    columns = ["(a) input", "(b) mask", f"(c) {adv_title}", "(d) prediction"]
-    if adv_pred is not None:
-        columns.append("prediction on (c)")
-    n = len(images)
-    fig, axes = plt.subplots(n, len(columns), figsize=(2.3 * len(columns), 2.3 * n), squeeze=False)
-    for i in range(n):
-        panels = [_rgb(images[i]), masks[i].cpu(), _rgb(adversarial[i]), predictions[i].cpu()]
-        if adv_pred is not None:
-            panels.append(adv_pred[i].cpu())
-        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
-            if isinstance(panel, np.ndarray):
-                ax.imshow(panel)
-            else:
-                ax.imshow(panel.numpy(), cmap="gray", vmin=0, vmax=max(1, int(masks.max())))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(columns[j], fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
