@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+import segmentation_models_pytorch as smp
+import torch
+from common import default_device, device_name, timed  # first: puts this checkout's src/ on sys.path
 
-import segmentation_models_pytorch as smp  # noqa: E402
-import torch  # noqa: E402
-from bench_common import device_name, sync  # noqa: E402
-
-from advaug import attacks  # noqa: E402
+from advaug import attacks
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=default_device())
     p.add_argument("--batch", type=int, default=8, help="images per torchattacks call (and ours by default)")
     p.add_argument("--attack-batch", type=int, default=None, help="images per call of ours (default --batch)")
     p.add_argument("--size", type=int, default=64, help="image height = width")
@@ -39,14 +34,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true", help="ours with a channels_last model and input")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p.parse_args(argv)
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
 
 
 def main(argv=None) -> dict[str, float]:
