@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -143,10 +143,10 @@ def check_optim(cfg: DictConfig) -> None:
 
 def check_trainer(cfg: DictConfig) -> None:
     """``trainer.precision`` is one Lightning accepts, ``trainer.devices`` is not 0."""
-    from lightning.fabric.connector import _PRECISION_INPUT
+    from advaug.utils.lightning_compat import accepted_precisions
 
     precision = OmegaConf.select(cfg, "trainer.precision", default=None)
-    accepted = [a for group in get_args(_PRECISION_INPUT) for a in get_args(group)]
+    accepted = accepted_precisions()
     if precision is not None and precision not in accepted:
         shown = ", ".join(str(a) for a in accepted if isinstance(a, str) and "-" in a)
         raise ConfigError(

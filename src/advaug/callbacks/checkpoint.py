@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from advaug.errors import ConfigError
+from advaug.utils import lightning_compat as compat
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -49,24 +50,21 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         # Lightning (2.6) writes last.ckpt only in epochs that also wrote a top-k file, i.e. when
         # the monitored score improved; a resume must start from the epoch that just ended
-        if (
-            self.save_last
-            and self._should_save_on_train_epoch_end(trainer)
-            and not self._should_skip_saving_checkpoint(trainer)
-        ):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last:
+            compat.save_last_checkpoint_now(self, trainer)
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        # compat.CHECKPOINT_SAVE_HOOK: every file is written through it. Lightning's
         # _save_last_checkpoint sets last_model_path to the file before it calls this
         lean = self.best_weights_only and not self.save_weights_only and filepath != self.last_model_path
         if not lean:
-            super()._save_checkpoint(trainer, filepath)
+            compat.save_checkpoint_file(self, trainer, filepath)
             return
         leave_out = getattr(trainer.datamodule, "state_left_out", None)
         self.save_weights_only = True
         try:
             with leave_out() if leave_out is not None else nullcontext():
-                super()._save_checkpoint(trainer, filepath)
+                compat.save_checkpoint_file(self, trainer, filepath)
         finally:
             self.save_weights_only = False
 
@@ -75,5 +73,5 @@ class RunCheckpoint(ModelCheckpoint):
         last = self.last_model_path
         if self.keep_last or not last or last == self.best_model_path:
             return
-        self._remove_checkpoint(trainer, last)  # the strategy's: rank 0 removes the file
+        compat.remove_checkpoint_file(self, trainer, last)  # the strategy's: rank 0 removes the file
         self.last_model_path = ""

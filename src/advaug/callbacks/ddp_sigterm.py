@@ -26,6 +26,8 @@ from types import FrameType
 
 import lightning as L
 
+from advaug.utils.lightning_compat import signal_connector
+
 log = logging.getLogger(__name__)
 
 
@@ -37,12 +39,11 @@ class DdpSigterm(L.Callback):
 
     @staticmethod
     def _applies(trainer: L.Trainer) -> bool:
-        connector = getattr(trainer, "_signal_connector", None)
         # one process: Lightning's handler holds no collective; unknown Lightning: leave it
-        return trainer.world_size > 1 and hasattr(connector, "received_sigterm")
+        return trainer.world_size > 1 and signal_connector(trainer) is not None
 
     def _handler(self, trainer: L.Trainer):
-        connector = trainer._signal_connector
+        connector = signal_connector(trainer)
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
             if self.received_sigterm or connector.received_sigterm:
@@ -73,7 +74,7 @@ class DdpSigterm(L.Callback):
             return
         # Lightning clears its flag when each stage starts: a SIGTERM received before (in setup,
         # on_fit_start) must still stop this one
-        connector = trainer._signal_connector
+        connector = signal_connector(trainer)
         connector.received_sigterm = connector.received_sigterm or self.received_sigterm
         # Lightning (re)registers its handler when each fit / validate / test starts; these hooks
         # come after that, and its teardown restores the handler that was there before

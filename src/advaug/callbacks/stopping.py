@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import lightning as L
 
+from advaug.utils.lightning_compat import fit_loop_can_stop_early
+
 
 def fit_ends_before(trainer: L.Trainer, epoch: int) -> bool:
     """True when training epoch ``epoch`` will not run: ``max_epochs`` or ``max_steps`` is
@@ -16,4 +18,4 @@ def fit_ends_before(trainer: L.Trainer, epoch: int) -> bool:
     if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
         return True
     # the fit loop's own test (Lightning 2.x); without it every request counts, as before
-    return bool(trainer.should_stop) and bool(getattr(trainer.fit_loop, "_can_stop_early", True))
+    return bool(trainer.should_stop) and fit_loop_can_stop_early(trainer)

@@ -78,10 +78,10 @@ def _canonical(value: Any) -> Any:
 
 def _precision(value: Any) -> str:
     """Lightning's one spelling of a precision (``32`` and ``"32"`` are ``"32-true"``)."""
-    from lightning.fabric.connector import _convert_precision_to_unified_args
+    from advaug.utils.lightning_compat import unified_precision
 
     try:
-        return str(_convert_precision_to_unified_args(value))
+        return unified_precision(value)
     except (ValueError, TypeError):  # not one Lightning knows: the Trainer will say so
         return str(value)
 

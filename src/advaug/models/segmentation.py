@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from advaug.errors import ConfigError
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.models.divergence import LossWatch
+from advaug.utils.lightning_compat import logs_written_this_step
 
 
 class SegmentationLoss(nn.Module):
@@ -116,8 +117,7 @@ class SegmentationModule(L.LightningModule):
         total = loss.float() * n
         self._loss_sum = total if batch_idx == 0 or self._loss_sum is None else self._loss_sum + total
         self._loss_count = n if batch_idx == 0 else self._loss_count + n
-        connector = getattr(self.trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs:
+        if logs_written_this_step(self.trainer):
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         if batch_idx + 1 >= self.trainer.num_training_batches:
             # sync_dist: under DDP the logged loss is the mean over ranks, not rank 0's shard alone

@@ -9,10 +9,10 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from advaug.errors import ConfigError, exception_chain
+from advaug.utils.lightning_compat import in_sigterm_notifier, relaunches_script
 
 
 def is_rank_zero() -> bool:
@@ -36,12 +36,7 @@ def check_launch(trainer: L.Trainer) -> None:
     re-runs the whole sweep in each child (Lightning #11300, #18175; Hydra #2070). Processes
     created by a cluster (SLURM through hydra/launcher=submitit_slurm, torchrun) are fine.
     """
-    launcher = getattr(trainer.strategy, "launcher", None)
-    relaunches = (
-        isinstance(launcher, _SubprocessScriptLauncher)
-        and not launcher.cluster_environment.creates_processes_externally
-    )
-    if relaunches and trainer.num_devices > 1 and in_multirun():
+    if relaunches_script(trainer) and trainer.num_devices > 1 and in_multirun():
         raise ConfigError(
             f"trainer.strategy=ddp with trainer.devices={trainer.num_devices} inside a Hydra sweep (-m): "
             "Lightning would re-run the whole sweep in every DDP process. Sweep with single-device jobs "
@@ -65,13 +60,7 @@ def stopped_by_sigterm(trainer: L.Trainer, exc: BaseException) -> bool:
     # DdpSigterm's own record: Lightning clears its flag when a stage starts
     if any(getattr(cb, "received_sigterm", False) is True for cb in getattr(trainer, "callbacks", ())):
         return True
-    for err in exception_chain(exc):
-        tb = err.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_name == "_sigterm_notifier_fn":
-                return True
-            tb = tb.tb_next
-    return False
+    return any(in_sigterm_notifier(err.__traceback__) for err in exception_chain(exc))
 
 
 @contextmanager
