@@ -149,6 +149,15 @@ def input_gradient(
     return grad.detach()
 
 
+def signed_step(
+    x: Tensor, grad: Tensor, eps: float | Tensor, method: str, clamp: tuple[float, float] = (0.0, 1.0)
+) -> Tensor:
+    """The single step of FGSM / InvFGSM from a given input gradient: ``clamp(x ± eps * sign(grad))``
+    (``+`` for ``fgsm``, ``-`` for ``inv_fgsm``); ``eps`` a float or a per-sample (N,) tensor."""
+    # (-e) * s == -(e * s) exactly, so InvFGSM stays bit-equal to torchattacks' targeted FGSM
+    return torch.clamp(x + _signed(_broadcast(eps, x), DIRECTION[method]) * grad.sign(), min=clamp[0], max=clamp[1])
+
+
 def predicted_labels(model: nn.Module, x: Tensor, use_eval_mode: bool = True) -> Tensor:
     """The model's own prediction (argmax), used as the label that leaks no ground truth."""
     with eval_mode(model, use_eval_mode), torch.no_grad():
@@ -186,9 +195,7 @@ def perturb(
     with eval_mode(model, use_eval_mode):
         if method in ("fgsm", "inv_fgsm"):
             grad = input_gradient(model, x, y, loss_fn, precision)
-            # (-e) * s == -(e * s) exactly, so InvFGSM stays bit-equal to torchattacks' targeted FGSM
-            adv = torch.clamp(x + _signed(e, sign) * grad.sign(), min=lo, max=hi).detach()
-            return AttackResult(adv, _zero_fraction(grad))
+            return AttackResult(signed_step(x, grad, e, method, clamp).detach(), _zero_fraction(grad))
         if steps < 1:
             raise ConfigError(f"pgd steps={steps}: need at least 1.")
         alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)

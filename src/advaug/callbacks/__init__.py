@@ -1,8 +1,10 @@
 """Lightning callbacks: checkpoints, validation history (for Table 1) and augmentation producers."""
 
-from advaug.callbacks.adversarial import AdversarialAugmentation
+from advaug.callbacks.adversarial import RegenerateAdversarial
+from advaug.callbacks.adversarial_mode import adversarial_augmentation
 from advaug.callbacks.checkpoint import RunCheckpoint
 from advaug.callbacks.ddp_sigterm import DdpSigterm
+from advaug.callbacks.free_adversarial import FreeAdversarial
 from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.pool import PoolCallback
@@ -11,13 +13,15 @@ from advaug.callbacks.splits_record import SplitsRecord
 from advaug.callbacks.transform_pool import TransformPool
 
 __all__ = [
-    "AdversarialAugmentation",
     "DdpSigterm",
+    "FreeAdversarial",
     "GanPool",
     "MetricsHistory",
     "PoolCallback",
+    "RegenerateAdversarial",
     "ProgressBar",
     "RunCheckpoint",
     "SplitsRecord",
     "TransformPool",
+    "adversarial_augmentation",
 ]

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from advaug.augment.pipeline import Pipeline, sample_seed, transformed_copies
-from advaug.callbacks.pool import PoolCallback
+from advaug.callbacks.pool import PoolCallback, pool_of
 from advaug.callbacks.transform_pool import to_uint8
 from advaug.errors import ConfigError
 from advaug.figures import pairs_grid
@@ -36,6 +36,7 @@ class GanPool(PoolCallback):
     """
 
     rebuildable = True
+    default_source = "gan"
 
     def __init__(
         self,
@@ -47,8 +48,10 @@ class GanPool(PoolCallback):
         num_workers: int = 0,
         every_n_epochs: int = 1,
         figures_dir: str | None = None,
+        start_epoch: int = 0,
+        source: str | None = None,
     ) -> None:
-        super().__init__(every_n_epochs)
+        super().__init__(every_n_epochs, start_epoch, source)
         if protocol != "pool":
             raise ConfigError(
                 f"aug.protocol={protocol!r}: aug=gan adds generated pairs to the training set, so only "
@@ -99,13 +102,14 @@ class GanPool(PoolCallback):
         return self.sample(*trainer.datamodule.data["train"], epoch)  # uint8, as held
 
     def _draw(self, trainer: L.Trainer) -> None:
-        pool = trainer.datamodule.extra_state()
+        pool = pool_of(trainer).get(self.source)
         if pool is None or self.figures_dir is None:
             return
-        k = min(8, len(pool["masks"]))
+        images, masks = pool
+        k = min(8, len(masks))
         path = pairs_grid(
-            pool["masks"][:k],
-            pool["images"][:k],
+            masks[:k],
+            images[:k],
             self.figures_dir / "gan_samples.png",
             num_classes=self.gan.num_classes,
         )

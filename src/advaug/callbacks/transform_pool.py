@@ -43,6 +43,7 @@ class TransformPool(PoolCallback):
     """
 
     rebuildable = True
+    default_source = "transform"
 
     def __init__(
         self,
@@ -53,8 +54,10 @@ class TransformPool(PoolCallback):
         num_workers: int = 0,
         batch_size: int = 64,
         every_n_epochs: int = 1,
+        start_epoch: int = 0,
+        source: str | None = None,
     ) -> None:
-        super().__init__(every_n_epochs)
+        super().__init__(every_n_epochs, start_epoch, source)
         if protocol not in PROTOCOLS:
             raise ConfigError(f"aug.protocol={protocol!r}: use one of {', '.join(PROTOCOLS)}.")
         if not fraction > 0:

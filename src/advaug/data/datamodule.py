@@ -1,5 +1,5 @@
 """``SegmentationDataModule``: a folder in the on-disk format, validated and decoded once, split,
-and served as clean (optionally transformed) samples plus an extra-sample pool."""
+and served as clean (optionally transformed) samples plus the extra samples of a :class:`SamplePool`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from advaug.data.datasets import CleanPairs, ExtraPool, as_float_images
+from advaug.data.datasets import CleanPairs, as_float_images
 from advaug.data.device_batches import DeviceBatches
+from advaug.data.pool import Placement, SamplePool
 from advaug.data.folder import (
     SPLITS,
     check_intensity_range,
@@ -47,28 +48,6 @@ def _check_eval_shards(split: str, size: int, world_size: int) -> None:
         )
 
 
-# Largest pool copied into pinned memory: PyTorch's pinned allocator rounds each block up to a
-# power of two and caches it, and two pools are alive while one replaces the other, so a big pool
-# would hold up to four times its size page-locked; bigger ones take the pageable copy.
-PIN_POOL_MAX_BYTES = 1 << 30
-
-
-def to_host(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
-    """``tensor`` on the host. From a CUDA device with ``pin``, into page-locked memory: the GPU
-    then copies it by DMA at the bus's speed, where a pageable copy is staged through the
-    driver's buffers (free mode's epoch-end publish on an H200: see benchmarks/free_mode_costs.py).
-    A host tensor comes back as it is."""
-    size = tensor.numel() * tensor.element_size()
-    if tensor.device.type != "cuda" or not pin or size > PIN_POOL_MAX_BYTES:
-        return tensor.cpu()
-    try:
-        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    except RuntimeError as exc:  # page-locked memory refused (limits, sandbox): a speed-up only
-        log.warning("pool kept in pageable host memory: pinning %d bytes failed (%s)", size, exc)
-        return tensor.cpu()
-    return host.copy_(tensor)
-
-
 class SegmentationDataModule(L.LightningDataModule):
     """Images and masks from ``root`` resized to ``image_size``, cached in memory as uint8.
 
@@ -76,9 +55,9 @@ class SegmentationDataModule(L.LightningDataModule):
     ``split_seed`` cut by ``split`` ratios (the split seed is separate from the training seed so
     that all runs of a sweep see the same test set).
 
-    The train set is ``clean ∪ pool``: the pool is filled from outside (adversarial callback,
-    GAN sampler) through :meth:`set_extra`; the train loader is rebuilt each epoch, so a new pool
-    takes effect at the next epoch.
+    The train set is ``clean ∪ every slot of`` :attr:`pool`: producers (adversarial, transform,
+    GAN callbacks) fill their slots; the train loader is rebuilt each epoch, so a new slot takes
+    effect at the next epoch.
     """
 
     def __init__(
@@ -124,13 +103,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self.generator, self.name, self.prepare_hint = generator, name, prepare_hint
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.ids: dict[str, list[str]] = {}
-        self._pool: ExtraPool | None = None
+        self.pool = SamplePool(self._placement)
         self._state_left_out = False
-        # True while the pool's producer can remake it exactly from the checkpoint being written
-        # (same weights, seeded draws): the checkpoint then leaves the pool out (set_extra sets it)
-        self.pool_rebuildable = False
-        # a restored checkpoint left the pool out: its producer must remake it before training
-        self.pool_left_out = False
 
     # -- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -166,47 +140,15 @@ class SegmentationDataModule(L.LightningDataModule):
             ", ".join(f"{n}={len(self.ids[n])}" for n in SPLITS),
         )
 
-    # -- extra-sample pool -----------------------------------------------------------------
-    def set_extra(
-        self, images: torch.Tensor | None, masks: torch.Tensor | None = None, rebuildable: bool = False
-    ) -> None:
-        """Replace the extra-sample pool: images (N,3,H,W), float in [0,1] or uint8 (kept as uint8,
-        served as x / 255); masks (N,H,W).
-
-        ``None`` empties it. Takes effect when the train loader is next built. ``rebuildable``:
-        the producer can remake this pool from a checkpoint (see ``pool_rebuildable``).
-        """
-        self.pool_left_out, self.pool_rebuildable = False, bool(rebuildable) and images is not None
-        if images is None:
-            self._pool = None
-            return
-        if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
-            raise ValueError(
-                f"set_extra: images {tuple(images.shape)} and masks {None if masks is None else tuple(masks.shape)} do not match"
-            )
-        # on_device: the pool stays on (or goes once to) the training device, where its batches
-        # are served, instead of a trip to the host and back per epoch; else host memory
-        images, masks = images.detach(), masks.detach()
-        images = images if images.dtype == torch.uint8 else images.float()  # where it lies
+    # -- extra samples ---------------------------------------------------------------------
+    def _placement(self) -> Placement:
+        """on_device: slots stay on the training device, where their batches are served, instead
+        of a trip to the host and back per epoch. Else host memory, pinned only for an in-process
+        loader: drivers may keep page-locked memory out of forked children (MADV_DONTFORK), where
+        a worker indexing it would crash."""
         if self.on_device:
-            images, masks = images.to(self._device()), masks.to(self._device())
-        else:
-            # pinned only for an in-process loader: drivers may keep page-locked memory out of
-            # forked children (MADV_DONTFORK), where a worker indexing it would crash
-            pin = self._pin() and self.num_workers == 0
-            images, masks = to_host(images, pin), to_host(masks, pin)
-        self._pool = ExtraPool(images.contiguous(), masks.contiguous())
-
-    @property
-    def num_extra(self) -> int:
-        """Number of samples in the extra pool."""
-        return 0 if self._pool is None else len(self._pool)
-
-    def extra_state(self) -> dict[str, torch.Tensor] | None:
-        """The pool, on the host, as float images in [0,1] and its masks, or None."""
-        if self._pool is None:
-            return None
-        return {"images": as_float_images(self._pool.images.cpu()), "masks": self._pool.masks.cpu()}
+            return Placement(device=self._device())
+        return Placement(pin=self._pin() and self.num_workers == 0)
 
     def train_images(
         self, indices: torch.Tensor | None = None, device: torch.device | str | None = None
@@ -232,7 +174,8 @@ class SegmentationDataModule(L.LightningDataModule):
     def train_dataset(self) -> Dataset:
         images, masks = self.data["train"]
         clean = CleanPairs(images, masks, self.transform)
-        return clean if self._pool is None else ConcatDataset([clean, self._pool])
+        slots = self.pool.datasets()
+        return ConcatDataset([clean, *slots]) if slots else clean
 
     def _loader(
         self,
@@ -304,10 +247,11 @@ class SegmentationDataModule(L.LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        if self.pool_left_out:
+        if self.pool.left_out_names:
             raise ConfigError(
-                "the checkpoint left its extra-sample pool out for the augmentation callback to remake, "
-                "but no callback did: resume with the same aug config as the interrupted run."
+                f"the checkpoint left the pool slot(s) {', '.join(self.pool.left_out_names)} out for their "
+                "augmentation callback to remake, but no callback did: resume with the same aug config as "
+                "the interrupted run."
             )
         if not self.on_device:
             dataset = self.train_dataset()
@@ -316,21 +260,26 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         self._check_on_device()
         images, masks = self._device_split("train")
-        index = torch.arange(len(images), device=images.device)
-        if self._pool is not None:  # the pool changes per epoch: joined here, on the device
-            pool_images, pool_masks = (t.to(images.device) for t in (self._pool.images, self._pool.masks))
-            pool_images = as_float_images(pool_images)
-            images, masks = torch.cat([images, pool_images]), torch.cat([masks, pool_masks.to(masks.dtype)])
-            index = torch.cat([index, -1 - torch.arange(len(pool_images), device=images.device)])
+        device = images.device
+        images, masks = [images], [masks]
+        index = [torch.arange(len(images[0]), device=device)]
+        source = [torch.zeros_like(index[0])]
+        for slot in self.pool.datasets():  # the slots change per epoch: joined here, on the device
+            images.append(as_float_images(slot.images.to(device)))
+            masks.append(slot.masks.to(device).to(masks[0].dtype))
+            index.append(-1 - slot.offset - torch.arange(len(slot), device=device))
+            source.append(torch.full((len(slot),), slot.source, device=device))
+        images, masks, index, source = (torch.cat(t) for t in (images, masks, index, source))
         drop_last = self._drop_single_last(len(images))
-        return DeviceBatches(images, masks, index, self.batch_size, shuffle=True, drop_last=drop_last)
+        return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=True, drop_last=drop_last)
 
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:
             self._check_on_device()
             images, masks = self._device_split(split)
             index = torch.arange(len(images), device=images.device)
-            return DeviceBatches(images, masks, index, self.eval_batch_size, shuffle=False)
+            source = torch.zeros_like(index)
+            return DeviceBatches(images, masks, index, source, self.eval_batch_size, shuffle=False)
         dataset = CleanPairs(*self.data[split])
         trainer = self.trainer
         sampler = None
@@ -349,15 +298,9 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("test")
 
-    # -- checkpoint state: the pool, unless its producer can remake it ------------------------
+    # -- checkpoint state: the pool's slots, except those their producers can remake ------------
     def state_dict(self) -> dict[str, Any]:
-        if self._state_left_out:
-            return {}
-        if self._pool is not None and self.pool_rebuildable:  # its producer remakes it on resume
-            return {"extra": None, "extra_left_out": True}
-        pool = self._pool
-        # as held (uint8 stays uint8), on the host: a checkpoint loads on any machine
-        return {"extra": None if pool is None else {"images": pool.images.cpu(), "masks": pool.masks.cpu()}}
+        return {} if self._state_left_out else {"pool": self.pool.state_dict()}
 
     @contextmanager
     def state_left_out(self) -> Iterator[None]:
@@ -370,6 +313,4 @@ class SegmentationDataModule(L.LightningDataModule):
             self._state_left_out = False
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        extra = state_dict.get("extra")
-        self.set_extra(None if extra is None else extra["images"], None if extra is None else extra["masks"])
-        self.pool_left_out = bool(state_dict.get("extra_left_out", False))
+        self.pool.load_state_dict(state_dict.get("pool") or {})

@@ -11,9 +11,9 @@ import torch
 
 
 class DeviceBatches:
-    """Batches ``{"image", "mask", "index"}`` of ``images`` (float, N×3×H×W), ``masks`` (N×H×W,
-    served as long) and ``index`` (the sample ids the free adversarial mode reads: >= 0 clean,
-    < 0 pool), all on one device. ``shuffle``: a fresh ``torch.randperm`` on that device per pass
+    """Batches ``{"image", "mask", "index", "source"}`` of ``images`` (float, N×3×H×W), ``masks``
+    (N×H×W, served as long), ``index`` (the sample ids the free adversarial mode reads: >= 0
+    clean, < 0 pool) and ``source`` (0 clean, else the pool slot's code), all on one device. ``shuffle``: a fresh ``torch.randperm`` on that device per pass
     (its generator is the device's global one, seeded by ``seed_everything`` and restored on
     resume); otherwise in order. The last batch may be smaller; ``drop_last`` leaves it out.
     """
@@ -23,15 +23,18 @@ class DeviceBatches:
         images: torch.Tensor,
         masks: torch.Tensor,
         index: torch.Tensor,
+        source: torch.Tensor,
         batch_size: int,
         shuffle: bool,
         drop_last: bool = False,
     ) -> None:
-        if not (len(images) == len(masks) == len(index)):
-            raise ValueError(f"DeviceBatches: {len(images)} images, {len(masks)} masks, {len(index)} ids")
+        if not (len(images) == len(masks) == len(index) == len(source)):
+            raise ValueError(
+                f"DeviceBatches: {len(images)} images, {len(masks)} masks, {len(index)} ids, {len(source)} sources"
+            )
         if batch_size < 1:
             raise ValueError(f"DeviceBatches: batch_size={batch_size}")
-        self.images, self.masks, self.index = images, masks, index
+        self.images, self.masks, self.index, self.source = images, masks, index, source
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
 
     def __len__(self) -> int:
@@ -44,4 +47,9 @@ class DeviceBatches:
         order = torch.randperm(n, device=device) if self.shuffle else torch.arange(n, device=device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             rows = order[start : start + self.batch_size]
-            yield {"image": self.images[rows], "mask": self.masks[rows].long(), "index": self.index[rows]}
+            yield {
+                "image": self.images[rows],
+                "mask": self.masks[rows].long(),
+                "index": self.index[rows],
+                "source": self.source[rows],
+            }
