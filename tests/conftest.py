@@ -113,3 +113,9 @@ def run_entry_script(
         text=True,
         timeout=timeout,
     )
+
+
+def slot(datamodule, name: str) -> dict[str, torch.Tensor] | None:
+    """Pool slot ``name`` of ``datamodule`` as {"images": float in [0,1], "masks"}, or None."""
+    got = datamodule.pool.get(name)
+    return None if got is None else {"images": got[0], "masks": got[1]}

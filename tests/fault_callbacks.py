@@ -57,7 +57,7 @@ class RandomPool(L.Callback):
         images, masks = trainer.datamodule.train_images()
         k = max(1, len(images) // 2)
         noisy = (images[:k] + 0.2 * torch.randn_like(images[:k])).clamp(0, 1)
-        trainer.datamodule.set_extra(noisy, masks[:k])
+        trainer.datamodule.pool.put("extra", noisy, masks[:k])
 
 
 class SigtermThenCollectiveError(L.Callback):

@@ -10,16 +10,12 @@ import lightning as L
 import pytest
 import segmentation_models_pytorch as smp
 import torch
-from conftest import ConstantNet, compose_config
+from conftest import ConstantNet, compose_config, slot
 
 from advaug import attacks
-from advaug.callbacks.adversarial import (
-    AdversarialAugmentation,
-    _generator,
-    choose_indices,
-    gather_rows,
-    is_scheduled,
-)
+from advaug.callbacks import adversarial_augmentation
+from advaug.callbacks.adversarial_base import choose_indices, gather_rows
+from advaug.callbacks.adversarial_base import generator_for as _generator
 from advaug.data import SegmentationDataModule
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid, amplified_difference
@@ -81,7 +77,7 @@ class PoolAtEpochStart(L.Callback):
         self.pools: dict[int, dict[str, torch.Tensor]] = {}
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.pools[trainer.current_epoch] = trainer.datamodule.extra_state()
+        self.pools[trainer.current_epoch] = slot(trainer.datamodule, "adversarial")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +94,7 @@ def trained(tmp_path_factory):
 
 
 def test_pool_size_schedule_and_mixed_batches(phantom_root, tmp_path):
-    cb = AdversarialAugmentation(
+    cb = adversarial_augmentation(
         "fgsm", eps=0.05, start_epoch=1, every_n_epochs=2, fraction=0.5, figure_samples=0
     )
     rec, dm = Recorder(), datamodule(phantom_root)
@@ -107,7 +103,7 @@ def test_pool_size_schedule_and_mixed_batches(phantom_root, tmp_path):
     # fresh pools for epochs 1 and 3 only (start_epoch=1, every 2 epochs); the pool of 1 persists into 2
     assert [h["epoch"] for h in cb.history] == [1, 3]
     assert all(h["adv/num_samples"] == 4 for h in cb.history)  # 0.5 x 8 train images
-    assert dm.num_extra == 4  # epoch 4 would reuse the pool of 3 (every 2 epochs): kept
+    assert len(dm.pool) == 4  # epoch 4 would reuse the pool of 3 (every 2 epochs): kept
     seen = {e: torch.cat(b) for e, b in rec.batches.items()}
     assert len(seen[0]) == 8 and (seen[0] >= 0).all()  # epoch 0: clean only
     for epoch in (1, 2, 3):
@@ -120,7 +116,7 @@ def test_pool_size_schedule_and_mixed_batches(phantom_root, tmp_path):
 def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
     module, root = trained
     for method, raises in (("fgsm", True), ("invfgsm", False)):
-        cb = AdversarialAugmentation(method, eps=0.03, eps_sampling="fixed", figure_samples=2)
+        cb = adversarial_augmentation(method, eps=0.03, eps_sampling="fixed", figure_samples=2)
         dm, seen = datamodule(root), PoolAtEpochStart()
         t = trainer(
             tmp_path / method,
@@ -140,7 +136,7 @@ def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
         assert torch.equal(seen.pools[0]["images"], expected.images)
         assert torch.equal(seen.pools[0]["masks"], masks)
         # after the last epoch nothing trains on the pool: the final checkpoint does not carry it
-        assert dm.num_extra == 0 and dm.state_dict() == {"extra": None}
+        assert len(dm.pool) == 0 and dm.state_dict() == {"pool": {"slots": {"adversarial": {"left_out": False}}}}
         assert (tmp_path / method / "figures" / "adv_epoch000.png").stat().st_size > 1000
         rows = list(csv.DictReader(open(next((tmp_path / method).rglob("metrics.csv")))))
         logged = [float(r["adv/loss_change"]) for r in rows if r.get("adv/loss_change")]
@@ -150,18 +146,18 @@ def test_pool_is_fgsm_of_current_weights_and_changes_loss(trained, tmp_path):
 
 def test_free_mode_fills_pool_from_training_gradient(phantom_root, tmp_path):
     eps = 0.02
-    cb = AdversarialAugmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", figure_samples=2)
+    cb = adversarial_augmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", figure_samples=2)
     rec, dm = Recorder(), datamodule(phantom_root)
     L.seed_everything(0)
     trainer(tmp_path, [cb, rec], max_epochs=2).fit(tiny_module(), datamodule=dm)
-    assert [h["epoch"] for h in cb.history] == [1] and dm.num_extra == 8
+    assert [h["epoch"] for h in cb.history] == [1] and len(dm.pool) == 8
     assert int((torch.cat(rec.batches[1]) < 0).sum()) == 8  # epoch 1 trains on the collected copies
-    pool = dm.extra_state()["images"]
+    pool = slot(dm, "adversarial")["images"]
     clean, masks = dm.train_images()
     # every pool image is a clean training image moved by at most eps, most pixels by exactly eps
     match = [int(((pool[i] - clean).flatten(1).abs().amax(1) <= eps + 1e-6).nonzero()[0]) for i in range(8)]
     assert sorted(match) == list(range(8))
-    assert torch.equal(dm.extra_state()["masks"], masks[match])
+    assert torch.equal(slot(dm, "adversarial")["masks"], masks[match])
     moved = (pool - clean[match]).abs()
     assert (moved[(clean[match] > eps) & (clean[match] < 1 - eps)] - eps).abs().max() < 1e-6
     assert (tmp_path / "figures" / "adv_epoch001.png").is_file()
@@ -170,11 +166,11 @@ def test_free_mode_fills_pool_from_training_gradient(phantom_root, tmp_path):
 @pytest.mark.parametrize("mode", ["free", "regenerate"])
 def test_no_loss_statistics_and_no_figure(phantom_root, tmp_path, mode):
     # loss_stats_samples=0 and figure_samples=0: the pool is still made, the loss change is NaN
-    cb = AdversarialAugmentation("fgsm", mode=mode, loss_stats_samples=0, figure_samples=0)
+    cb = adversarial_augmentation("fgsm", mode=mode, loss_stats_samples=0, figure_samples=0)
     dm = datamodule(phantom_root)
     trainer(tmp_path, [cb], max_epochs=3).fit(tiny_module(), datamodule=dm)
     assert [h["adv/num_samples"] for h in cb.history][-1] == 8
-    assert dm.num_extra == (8 if mode == "free" else 0)  # regenerate drops the pool after the last epoch
+    assert len(dm.pool) == (8 if mode == "free" else 0)  # regenerate drops the pool after the last epoch
     assert all(h["adv/loss_change"] != h["adv/loss_change"] for h in cb.history)  # NaN: not measured
     assert not (tmp_path / "figures").exists()
 
@@ -185,20 +181,20 @@ def test_free_mode_keeps_exactly_the_chosen_clean_rows_when_pool_rows_are_in_the
     # epoch 1 trains on clean + the pool from epoch 0, collecting for epoch 2 with fraction 0.5:
     # only the chosen *clean* rows may land in the new pool, each once, with its own mask
     eps = 0.02
-    cb = AdversarialAugmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", fraction=0.5, seed=5)
+    cb = adversarial_augmentation("fgsm", eps=eps, eps_sampling="fixed", mode="free", fraction=0.5, seed=5)
     dm = datamodule(phantom_root)
     L.seed_everything(0)
     trainer(tmp_path, [cb], max_epochs=3).fit(tiny_module(), datamodule=dm)
     assert [h["epoch"] for h in cb.history] == [1, 2]
     clean, masks = dm.train_images()
     chosen = choose_indices(len(clean), 0.5, 5, 2).tolist()
-    pool = dm.extra_state()["images"]
+    pool = slot(dm, "adversarial")["images"]
     assert len(pool) == len(chosen)
     match = [
         int(((pool[i] - clean).flatten(1).abs().amax(1) <= eps + 1e-6).nonzero()[0]) for i in range(len(pool))
     ]
     assert sorted(match) == chosen
-    assert torch.equal(dm.extra_state()["masks"].long(), masks[match])
+    assert torch.equal(slot(dm, "adversarial")["masks"].long(), masks[match])
 
 
 def test_train_end_to_end_with_aug_fgsm(tmp_path, tiny_overrides):
@@ -243,16 +239,16 @@ def test_bad_input_is_one_clear_error(phantom_root, tmp_path):
         ({"method": "pgd", "mode": "free"}, "single-step"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            AdversarialAugmentation(**kwargs)
+            adversarial_augmentation(**kwargs)
     module = tiny_module()
     module.net = tiny_module(classes=1).net  # a net with one output channel
     with pytest.raises(ConfigError, match="single output channel"):
-        trainer(tmp_path, [AdversarialAugmentation()]).fit(module, datamodule=datamodule(phantom_root))
+        trainer(tmp_path, [adversarial_augmentation()]).fit(module, datamodule=datamodule(phantom_root))
     with pytest.raises(ConfigError, match="reload_dataloaders_every_n_epochs"):
         t = L.Trainer(
             accelerator="cpu",
             max_epochs=1,
-            callbacks=[AdversarialAugmentation()],
+            callbacks=[adversarial_augmentation()],
             logger=False,
             enable_checkpointing=False,
             default_root_dir=str(tmp_path),
@@ -261,7 +257,6 @@ def test_bad_input_is_one_clear_error(phantom_root, tmp_path):
 
 
 def test_helpers_schedule_choice_and_gather():
-    assert [e for e in range(8) if is_scheduled(e, 2, 3)] == [2, 5]
     a, b = choose_indices(10, 0.3, 1, 4), choose_indices(10, 0.3, 1, 4)
     assert torch.equal(a, b) and len(a) == 3 and len(a.unique()) == 3
     assert len(choose_indices(3, 0.01, 0, 0)) == 1  # at least one sample
@@ -304,7 +299,7 @@ def test_figures_only_every_n_epochs(tmp_path, tiny_overrides):
     figures = sorted(p.name for p in (tmp_path / "run" / "figures").glob("adv_*"))
     assert figures == ["adv_epoch000.png", "adv_epoch002.png"]  # pools for epochs 0, 1, 2; figures 0, 2
     with pytest.raises(ConfigError, match="figure_every_n_epochs"):
-        AdversarialAugmentation(figure_every_n_epochs=0)
+        adversarial_augmentation(figure_every_n_epochs=0)
 
 
 class StopAtOnce(L.Callback):
@@ -318,7 +313,7 @@ class StopAtOnce(L.Callback):
 def test_pools_go_on_while_min_epochs_overrules_a_stop_request(phantom_root, tmp_path, mode):
     # Lightning ignores should_stop until min_epochs are done: those epochs still get fresh pools
     # (they used to train on no pool, regenerate, or a stale one, free)
-    cb = AdversarialAugmentation("fgsm", eps=0.03, mode=mode, figure_samples=0, loss_stats_samples=0)
+    cb = adversarial_augmentation("fgsm", eps=0.03, mode=mode, figure_samples=0, loss_stats_samples=0)
     rec = Recorder()
     t = trainer(tmp_path, [StopAtOnce(), cb, rec], max_epochs=4, min_epochs=3)
     t.fit(tiny_module(), datamodule=datamodule(phantom_root))
@@ -330,12 +325,12 @@ def test_pools_go_on_while_min_epochs_overrules_a_stop_request(phantom_root, tmp
 
 
 def test_no_pool_for_an_epoch_max_steps_never_reaches(phantom_root, tmp_path):
-    cb = AdversarialAugmentation("fgsm", eps=0.03, figure_samples=0, loss_stats_samples=0)
+    cb = adversarial_augmentation("fgsm", eps=0.03, figure_samples=0, loss_stats_samples=0)
     t = trainer(tmp_path, [cb], max_epochs=5, max_steps=6)  # 4 steps per epoch: ends in epoch 1
     dm = datamodule(phantom_root)
     t.fit(tiny_module(), datamodule=dm)
     assert t.global_step == 6 and [h["epoch"] for h in cb.history] == [0, 1]
-    assert dm.num_extra == 0  # the last pool is dropped, as after max_epochs
+    assert len(dm.pool) == 0  # the last pool is dropped, as after max_epochs
 
 
 class FakeTrainer:
@@ -355,7 +350,7 @@ def test_train_mode_attack_with_sync_batchnorm_under_ddp_is_refused(phantom_root
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tiny_module())
     ddp = FakeTrainer(dm, tmp_path)
     ddp.world_size = 2
-    cb = AdversarialAugmentation("fgsm", use_eval_mode=False, figure_samples=0)
+    cb = adversarial_augmentation("fgsm", use_eval_mode=False, figure_samples=0)
     with pytest.raises(ConfigError, match="sync_batchnorm"):
         cb.on_fit_start(ddp, synced)
     for trainer_, module, eval_mode in [
@@ -363,8 +358,8 @@ def test_train_mode_attack_with_sync_batchnorm_under_ddp_is_refused(phantom_root
         (ddp, tiny_module(), False),  # plain BatchNorm: each rank on its own
         (FakeTrainer(dm, tmp_path), synced, False),  # one process: nothing to wait for
     ]:
-        cb = AdversarialAugmentation("fgsm", use_eval_mode=eval_mode, figure_samples=0)
-        cb._check_sync_batchnorm(trainer_, module)
+        cb = adversarial_augmentation("fgsm", use_eval_mode=eval_mode, figure_samples=0)
+        cb.check_sync_batchnorm(trainer_, module)
 
 
 def test_chosen_samples_change_with_the_epoch():
@@ -380,12 +375,12 @@ def test_regenerate_pred_labels_per_sample_eps_keeps_true_masks_and_logs(trained
     module.eval()
     dm = datamodule(root)
     dm.setup("fit")
-    cb = AdversarialAugmentation("fgsm", eps=0.1, labels="pred", fraction=0.5, attack_batch_size=1,
+    cb = adversarial_augmentation("fgsm", eps=0.1, labels="pred", fraction=0.5, attack_batch_size=1,
                                  seed=3, loss_stats_samples=1, figure_samples=0)  # fmt: skip
-    cb.regenerate(FakeTrainer(dm, tmp_path), module, 2)
+    cb._fill(FakeTrainer(dm, tmp_path), module, 2)
     chosen = choose_indices(8, 0.5, 3, 2)
     clean, masks = dm.train_images(chosen)
-    pool = dm.extra_state()
+    pool = slot(dm, "adversarial")
     assert torch.equal(pool["masks"], masks)
     eps = attacks.sample_eps(0.1, 4, "uniform", _generator(4, 2))
     inner = (clean > 0.1) & (clean < 0.9)
@@ -398,8 +393,8 @@ def test_regenerate_pred_labels_per_sample_eps_keeps_true_masks_and_logs(trained
         assert torch.allclose(pool["images"][i], expected[0], atol=1e-6)
     assert cb.history[-1]["adv/num_samples"] == 4.0  # the pool, not the 1 loss-statistics sample
     # a model with no input gradient: the logged share is 1 (a sample mean over attack batches)
-    cb = AdversarialAugmentation("fgsm", eps=0.1, fraction=0.5, attack_batch_size=3, figure_samples=0)
-    cb.regenerate(FakeTrainer(dm, tmp_path), ConstantNet(), 0)
+    cb = adversarial_augmentation("fgsm", eps=0.1, fraction=0.5, attack_batch_size=3, figure_samples=0)
+    cb._fill(FakeTrainer(dm, tmp_path), ConstantNet(), 0)
     assert cb.history[-1]["adv/zero_grad_frac"] == 1.0
 
 
@@ -408,7 +403,7 @@ def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tm
     dm = datamodule(phantom_root)
     dm.setup("fit")
     clean, masks = dm.train_images()
-    cb = AdversarialAugmentation(method, eps=0.1, eps_sampling="fixed", mode="free", start_epoch=2,
+    cb = adversarial_augmentation(method, eps=0.1, eps_sampling="fixed", mode="free", start_epoch=2,
                                  loss_stats_samples=0, figure_samples=0)  # fmt: skip
     module, trainer_ = ConstantNet(), FakeTrainer(dm, tmp_path)
     grad = torch.randn(10, *clean.shape[1:], generator=torch.Generator().manual_seed(0))
@@ -425,7 +420,7 @@ def test_free_mode_hooks_direction_clamp_schedule_and_pool_rows(phantom_root, tm
         cb.on_train_batch_end(trainer_, module, None, batch, 0)
         cb.on_train_epoch_end(trainer_, module)
         assert [h["epoch"] for h in cb.history] == ([] if epoch == 0 else [2])
-    pool = dm.extra_state()
+    pool = slot(dm, "adversarial")
     expected = (clean + sign * 0.1 * grad[:8].sign()).clamp(0, 1)
     assert torch.allclose(pool["images"], expected, atol=1e-6) and torch.equal(pool["masks"], masks)
     assert cb.history[0]["adv/zero_grad_frac"] == pytest.approx(0.25)  # the clean rows only
@@ -439,7 +434,7 @@ def test_free_mode_holds_mask_slots_as_uint8_when_the_class_ids_fit(
     dm = datamodule(phantom_root)
     dm.setup("fit")
     clean, masks = dm.train_images()
-    cb = AdversarialAugmentation("fgsm", eps=0.1, eps_sampling="fixed", mode="free", loss_stats_samples=2,
+    cb = adversarial_augmentation("fgsm", eps=0.1, eps_sampling="fixed", mode="free", loss_stats_samples=2,
                                  figure_samples=0)  # fmt: skip
     module, trainer_ = ConstantNet(), FakeTrainer(dm, tmp_path)
     module.num_classes = num_classes
@@ -451,5 +446,5 @@ def test_free_mode_holds_mask_slots_as_uint8_when_the_class_ids_fit(
     cb.on_train_batch_end(trainer_, module, None, batch, 0)
     assert cb._buffer["mask"].dtype == dtype
     cb.on_train_epoch_end(trainer_, module)
-    assert torch.equal(dm.extra_state()["masks"].long(), masks)
+    assert torch.equal(slot(dm, "adversarial")["masks"].long(), masks)
     assert cb.history[-1]["adv/loss_adv"] == cb.history[-1]["adv/loss_adv"]  # long targets: not NaN

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_config
+from conftest import compose_config, slot
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
@@ -148,23 +148,24 @@ def test_pool_is_filled_before_training_and_refreshed_every_epoch(datamodule, tm
         datamodule=datamodule, current_epoch=0, max_epochs=3, max_steps=-1, global_step=0, should_stop=False
     )
     callback.on_fit_start(trainer, None)
-    assert datamodule.num_extra == 4  # half of the 8 train images, before the first loader is built
-    pools = [datamodule.extra_state()["images"].clone()]
+    assert len(datamodule.pool) == 4  # half of the 8 train images, before the first loader is built
+    pools = [slot(datamodule, "transform")["images"].clone()]
     assert len(datamodule.train_dataset()) == 8 + 4
     for epoch in range(3):  # on_train_epoch_end of epoch e makes the pool of epoch e + 1
         trainer.current_epoch = epoch
         callback.on_train_epoch_end(trainer, None)
-        pools.append(datamodule.extra_state()["images"].clone())
+        pools.append(slot(datamodule, "transform"))
     assert callback.fills == 3  # epochs 0, 1, 2; nothing after the last epoch
-    assert not torch.equal(pools[0], pools[1]) and not torch.equal(pools[1], pools[2])
-    assert torch.equal(pools[2], pools[3])  # the last epoch's end did not refill
-    masks = datamodule.extra_state()["masks"]
+    assert not torch.equal(pools[0], pools[1]["images"]) and not torch.equal(pools[1]["images"], pools[2]["images"])
+    assert pools[3] is None  # the last epoch's end dropped it: no epoch trains on it any more
+    masks = pools[2]["masks"]
     assert masks.dtype == torch.uint8 and set(masks.unique().tolist()) <= {0, 1}  # stored compactly
+    callback.on_fit_start(SimpleNamespace(**{**vars(trainer), "current_epoch": 0}), None)
     assert datamodule.train_dataset()[8]["mask"].dtype == torch.long  # served like the clean pairs
     # made from the uint8 split as held: the same pool as from the float images of train_images()
     from_float, _ = callback.transform(*datamodule.train_images(), epoch=2)
     assert torch.equal(from_float, callback.make_pool(trainer, None, 2)[0])
-    assert torch.equal(from_float.float().div(255), pools[2])
+    assert torch.equal(from_float.float().div(255), pools[2]["images"])
     assert pools[0].shape == (4, 3, 32, 32) and 0.0 <= float(pools[0].min()) and float(pools[0].max()) <= 1.0
 
 
@@ -240,7 +241,7 @@ def test_online_protocol_never_fills_a_pool(datamodule):
     )
     callback.on_fit_start(trainer, None)
     callback.on_train_epoch_end(trainer, None)
-    assert datamodule.num_extra == 0 and callback.fills == 0
+    assert len(datamodule.pool) == 0 and callback.fills == 0
 
 
 def test_sample_seed_depends_on_each_key_and_its_position():

@@ -30,7 +30,7 @@ def _fit(root, tmp_path, lr=1e-3, max_epochs=2, frozen=False, **checkpoint_kw):
     dm = SegmentationDataModule(root=str(root), image_size=32, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")
-    dm.set_extra(*dm.train_images())  # a pool, as the augmentation callbacks leave one
+    dm.pool.put("extra", *dm.train_images())  # a pool, as the augmentation callbacks leave one
     ckpt = RunCheckpoint(
         dirpath=tmp_path / "ckpt",
         filename="best",
@@ -59,7 +59,7 @@ def test_best_file_holds_weights_only_and_last_file_everything(phantom_root, tmp
     assert ckpt.best_model_path.endswith("best.ckpt") and ckpt.last_model_path.endswith("last.ckpt")
     assert {"optimizer_states", "callbacks", "SegmentationDataModule"}.isdisjoint(best)
     assert {"optimizer_states", "callbacks", "SegmentationDataModule"} <= set(last)
-    assert len(last["SegmentationDataModule"]["extra"]["images"]) == dm.num_extra == dm.num_train()
+    assert len(last["SegmentationDataModule"]["pool"]["slots"]["extra"]["images"]) == len(dm.pool) == dm.num_train()
     assert set(best["state_dict"]) == set(module.state_dict()) and "hyper_parameters" in best
     # the best file still loads into a fresh module, as test / evaluate.py load it
     fresh = SegmentationModule(
@@ -78,7 +78,7 @@ def test_best_file_holds_weights_only_and_last_file_everything(phantom_root, tmp
     assert (tmp_path / "ckpt" / "best.ckpt").stat().st_size < (
         tmp_path / "ckpt" / "last.ckpt"
     ).stat().st_size / 2
-    assert dm.state_dict()["extra"] is not None  # leaving the pool out was only for that file
+    assert "images" in dm.state_dict()["pool"]["slots"]["extra"]  # leaving the pool out was only for that file
 
 
 def test_best_weights_only_false_writes_full_best_files(phantom_root, tmp_path):
@@ -104,7 +104,7 @@ def test_last_file_is_written_every_epoch_even_without_improvement(phantom_root,
     ckpt, _, dm = _fit(phantom_root, tmp_path, max_epochs=3, frozen=True)
     best = torch.load(ckpt.best_model_path, weights_only=True)
     last = torch.load(ckpt.last_model_path, weights_only=True)
-    steps_per_epoch = -(-(dm.num_train() + dm.num_extra) // 4)
+    steps_per_epoch = -(-(dm.num_train() + len(dm.pool)) // 4)
     assert best["epoch"] == 0
     assert last["epoch"] == 2 and last["global_step"] == 3 * steps_per_epoch
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import slot
 from test_folder import write_pair
 
 from advaug.data import SegmentationDataModule
@@ -39,18 +40,18 @@ def test_split_is_independent_of_training_seed(phantom_root):
 def test_extra_pool_joins_train_set(phantom_root):
     dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
     images, masks = dm.train_images()
-    dm.set_extra(images[:3] * 0 + 0.25, masks[:3])
-    assert dm.num_extra == 3 and len(dm.train_dataloader().dataset) == 11
+    dm.pool.put("extra", images[:3] * 0 + 0.25, masks[:3])
+    assert len(dm.pool) == 3 and len(dm.train_dataloader().dataset) == 11
     seen = torch.cat([b["image"] for b in dm.train_dataloader()])
     assert int((seen == 0.25).flatten(1).all(1).sum()) == 3  # pool samples served as given (float)
     state = dm.state_dict()
     dm2 = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25})
     dm2.load_state_dict(state)
-    assert dm2.num_extra == 3
-    dm.set_extra(None)
-    assert dm.num_extra == 0 and len(dm.train_dataloader().dataset) == 8
+    assert len(dm2.pool) == 3
+    dm.pool.clear("extra")
+    assert len(dm.pool) == 0 and len(dm.train_dataloader().dataset) == 8
     with pytest.raises(ValueError, match="do not match"):
-        dm.set_extra(images[:3], masks[:2])
+        dm.pool.put("extra", images[:3], masks[:2])
 
 
 def test_transform_applied_jointly(phantom_root):
@@ -89,26 +90,14 @@ def test_real_isbi_images(tmp_path):
     assert 0.6 < fg < 0.9  # cell interior (255) covers most pixels, membranes are class 0
 
 
-def test_extra_pool_stores_masks_as_uint8_and_serves_long():
-    from advaug.data.datasets import ExtraPool
-
-    images = torch.rand(3, 3, 4, 4)
-    pool = ExtraPool(images, torch.tensor([0, 1, 2]).view(3, 1, 1).expand(3, 4, 4).long())
-    assert pool.masks.dtype == torch.uint8  # 1/8 of the memory and checkpoint bytes
-    item = pool[2]
-    assert item["mask"].dtype == torch.long and int(item["mask"].max()) == 2 and int(item["index"]) == -3
-    wide = ExtraPool(images, torch.full((3, 4, 4), 300, dtype=torch.long))  # ids that need more than 8 bits
-    assert wide.masks.dtype == torch.long and int(wide[0]["mask"].max()) == 300
-
-
 @pytest.mark.parametrize("on_device", [False, True])
 def test_uint8_pool_images_are_held_as_uint8_and_served_as_the_exact_floats(phantom_root, on_device):
     dm = make(phantom_root, on_device=on_device)
     float_images, masks = dm.train_images()
     uint8_images = float_images.mul(255).round().to(torch.uint8)  # as transformed copies come
-    dm.set_extra(uint8_images, masks)
-    assert dm.state_dict()["extra"]["images"].dtype == torch.uint8  # a quarter of the bytes
-    assert torch.equal(dm.extra_state()["images"], float_images)
+    dm.pool.put("extra", uint8_images, masks)
+    assert dm.state_dict()["pool"]["slots"]["extra"]["images"].dtype == torch.uint8  # a quarter of the bytes
+    assert torch.equal(slot(dm, "extra")["images"], float_images)
     served = {}
     for batch in dm.train_dataloader():
         for image, index in zip(batch["image"], batch["index"].tolist(), strict=True):
@@ -116,8 +105,8 @@ def test_uint8_pool_images_are_held_as_uint8_and_served_as_the_exact_floats(phan
     n = len(float_images)
     assert all(torch.equal(served[-1 - i], float_images[i]) for i in range(n))  # pool rows
     assert all(torch.equal(served[i], float_images[i]) for i in range(n))  # clean rows
-    dm.set_extra(float_images + 0.001, masks)  # float pools (adversarial, GAN) stay float
-    assert dm.state_dict()["extra"]["images"].dtype == torch.float32
+    dm.pool.put("extra", float_images + 0.001, masks)  # float pools (adversarial, GAN) stay float
+    assert dm.state_dict()["pool"]["slots"]["extra"]["images"].dtype == torch.float32
 
 
 @pytest.mark.parametrize("on_device,expected", [(False, "cpu"), (True, "meta")])
@@ -128,9 +117,9 @@ def test_an_on_device_pool_is_held_on_the_training_device(phantom_root, monkeypa
     monkeypatch.setattr(dm, "_device", lambda: torch.device("meta"))
     images = torch.rand(2, 3, 4, 4)
     masks = torch.zeros(2, 4, 4, dtype=torch.uint8)  # uint8: the pool checks no class ids
-    dm.set_extra(images, masks)
-    assert dm._pool.images.device.type == expected and dm._pool.masks.device.type == expected
-    assert dm.num_extra == 2
+    dm.pool.put("extra", images, masks)
+    assert dm.pool.raw("extra")[0].device.type == expected and dm.pool.raw("extra")[1].device.type == expected
+    assert len(dm.pool) == 2
 
 
 def test_pin_memory_follows_the_training_device_unless_set(phantom_root):
@@ -158,7 +147,7 @@ def test_a_pool_is_copied_to_pinned_memory_only_for_an_in_process_loader(
 ):
     # pinned: free mode's epoch-end copy of the pool off the GPU went from 0.095 s to 0.016 s on
     # an H200; forked loader workers may not see page-locked memory, so they get pageable memory
-    import advaug.data.datamodule as datamodule
+    import advaug.data.pool as pool_module
 
     calls = []
 
@@ -166,16 +155,16 @@ def test_a_pool_is_copied_to_pinned_memory_only_for_an_in_process_loader(
         calls.append(pin)
         return tensor.cpu()
 
-    monkeypatch.setattr(datamodule, "to_host", to_host)
+    monkeypatch.setattr(pool_module, "to_host", to_host)
     dm = make(phantom_root, pin_memory=pin_memory, num_workers=num_workers)
     images, masks = dm.train_images()
-    dm.set_extra(images.double(), masks)  # converted to float before the copy, on its device
+    dm.pool.put("extra", images.double(), masks)  # converted to float before the copy, on its device
     assert calls == [pinned, pinned]  # images and masks
-    assert dm._pool.images.dtype == torch.float32 and torch.equal(dm._pool.images, images)
+    assert dm.pool.raw("extra")[0].dtype == torch.float32 and torch.equal(dm.pool.raw("extra")[0], images)
 
 
 def test_to_host_returns_a_host_tensor_as_it_is():
-    from advaug.data.datamodule import to_host
+    from advaug.data.pool import to_host
 
     t = torch.rand(2, 3, 4, 4)
     assert to_host(t, pin=True) is t and to_host(t, pin=False) is t
@@ -187,7 +176,7 @@ def test_device_batches_cover_every_sample_once_per_pass_in_a_new_order():
     images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 3, 2, 2)
     masks = torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 2, 2)
     index = torch.cat([torch.arange(6), -1 - torch.arange(4)])
-    batches = DeviceBatches(images, masks, index, batch_size=4, shuffle=True)
+    batches = DeviceBatches(images, masks, index, torch.zeros(len(index), dtype=torch.long), batch_size=4, shuffle=True)
     torch.manual_seed(0)
     passes = [list(batches), list(batches)]
     assert len(batches) == 3 and [len(b["image"]) for b in passes[0]] == [4, 4, 2]
@@ -198,7 +187,7 @@ def test_device_batches_cover_every_sample_once_per_pass_in_a_new_order():
         assert b["mask"].dtype == torch.long
         assert torch.equal(b["mask"][:, 0, 0], b["image"][:, 0, 0, 0].long())
         assert torch.equal(b["index"], index[b["image"][:, 0, 0, 0].long()])
-    ordered = list(DeviceBatches(images, masks, index, batch_size=4, shuffle=False))
+    ordered = list(DeviceBatches(images, masks, index, torch.zeros(len(index), dtype=torch.long), batch_size=4, shuffle=False))
     assert torch.cat([b["index"] for b in ordered]).tolist() == index.tolist()
 
 
@@ -207,7 +196,7 @@ def test_on_device_loaders_serve_the_same_samples_as_the_default_ones(phantom_ro
     fast = SegmentationDataModule(root=str(phantom_root), batch_size=4, on_device=True)
     for dm in (plain, fast):
         dm.setup("fit")
-        dm.set_extra(*dm.train_images(torch.arange(3)))
+        dm.pool.put("extra", *dm.train_images(torch.arange(3)))
     n = fast.num_train()
     assert len(fast.train_dataloader()) == len(plain.train_dataloader()) == -(-(n + 3) // 4)  # clean + 3 pool
     for split in ("val", "test"):  # in order, batch for batch
@@ -220,7 +209,7 @@ def test_on_device_loaders_serve_the_same_samples_as_the_default_ones(phantom_ro
     assert seen == [-3, -2, -1, *range(n)]  # every clean and pool sample once
     pool = [b for b in fast.train_dataloader() if (b["index"] < 0).any()]
     rows = torch.cat([b["image"][b["index"] < 0] for b in pool])
-    assert torch.equal(rows.sort(0).values, fast.extra_state()["images"].sort(0).values)
+    assert torch.equal(rows.sort(0).values, slot(fast, "extra")["images"].sort(0).values)
 
 
 def test_on_device_refuses_a_transform():
@@ -254,10 +243,10 @@ def test_a_last_training_batch_of_one_is_dropped(phantom_root, on_device):
     # BatchNorm cannot train on one sample ("Expected more than 1 value per channel")
     dm = make(phantom_root, split={"train": 0.5, "val": 0.25, "test": 0.25}, on_device=on_device)
     assert dm.num_train() == 8
-    dm.set_extra(*dm.train_images(torch.arange(1)))  # 8 + 1 samples at batch size 4: 4, 4, 1
+    dm.pool.put("extra", *dm.train_images(torch.arange(1)))  # 8 + 1 samples at batch size 4: 4, 4, 1
     sizes = [len(b["image"]) for b in dm.train_dataloader()]
     assert sizes == [4, 4] and len(dm.train_dataloader()) == 2
-    dm.set_extra(*dm.train_images(torch.arange(2)))  # 8 + 2: the last batch of 2 is kept
+    dm.pool.put("extra", *dm.train_images(torch.arange(2)))  # 8 + 2: the last batch of 2 is kept
     assert [len(b["image"]) for b in dm.train_dataloader()] == [4, 4, 2]
     assert [len(b["image"]) for b in dm.val_dataloader()] == [4]  # evaluation never drops
 
@@ -266,7 +255,7 @@ def test_device_batches_drop_last():
     from advaug.data.device_batches import DeviceBatches
 
     images, masks, index = torch.zeros(9, 3, 2, 2), torch.zeros(9, 2, 2, dtype=torch.uint8), torch.arange(9)
-    batches = DeviceBatches(images, masks, index, batch_size=4, shuffle=True, drop_last=True)
+    batches = DeviceBatches(images, masks, index, torch.zeros(len(index), dtype=torch.long), batch_size=4, shuffle=True, drop_last=True)
     assert len(batches) == 2 and [len(b["index"]) for b in batches] == [4, 4]
 
 
@@ -296,24 +285,24 @@ def test_setup_decodes_the_folder_once(phantom_root, monkeypatch):
 def test_set_extra_refuses_masks_that_do_not_match(phantom_root):
     dm = make(phantom_root)
     images, masks = dm.train_images(torch.arange(2))
-    with pytest.raises(ValueError, match=r"masks None do not match"):
-        dm.set_extra(images, None)
+    with pytest.raises(ValueError, match="do not match"):
+        dm.pool.put("extra", images, None)
     with pytest.raises(ValueError, match="do not match"):  # 5-d images whose dims 0, 2.. equal the masks'
-        dm.set_extra(images[:, None], images[:, 0:1].expand(2, 3, 32, 32) > 0)
+        dm.pool.put("extra", images[:, None], images[:, 0:1].expand(2, 3, 32, 32) > 0)
 
 
 def test_a_pool_left_out_of_the_checkpoint_blocks_training_until_remade(phantom_root):
     from advaug.errors import ConfigError
 
     dm = make(phantom_root)
-    dm.load_state_dict({"extra": None, "extra_left_out": True})
-    assert dm.pool_left_out and dm.num_extra == 0
-    with pytest.raises(ConfigError, match="left its extra-sample pool out"):
+    dm.load_state_dict({"pool": {"slots": {"extra": {"left_out": True}}}})
+    assert dm.pool.left_out_names == ["extra"] and len(dm.pool) == 0
+    with pytest.raises(ConfigError, match="left the pool slot.s. extra out"):
         dm.train_dataloader()
-    dm.set_extra(*dm.train_images(torch.arange(2)), rebuildable=True)  # the producer remakes it
-    assert not dm.pool_left_out and dm.num_extra == 2
+    dm.pool.put("extra", *dm.train_images(torch.arange(2)), rebuildable=True)  # the producer remakes it
+    assert not dm.pool.left_out_names and len(dm.pool) == 2
     assert len(dm.train_dataloader().dataset) == dm.num_train() + 2
-    assert dm.state_dict() == {"extra": None, "extra_left_out": True}
+    assert dm.state_dict() == {"pool": {"slots": {"extra": {"left_out": True}}}}
 
 
 def test_single_last_batch_counted_per_rank_and_a_lone_sample_kept(phantom_root):
@@ -357,20 +346,14 @@ def test_on_device_split_follows_a_new_device(phantom_root):
 
 
 def test_dataset_and_batch_arguments_checked():
-    from advaug.data.datasets import CleanPairs, ExtraPool
+    from advaug.data.datasets import CleanPairs
     from advaug.data.device_batches import DeviceBatches
 
     images = torch.zeros(3, 3, 4, 4, dtype=torch.uint8)
     with pytest.raises(TypeError, match="uint8"):
         CleanPairs(images, torch.zeros(3, 4, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="pool has 3 images but 2 masks"):
-        ExtraPool(images.float(), torch.zeros(2, 4, 4, dtype=torch.uint8))
-    full = ExtraPool(images.float(), torch.full((3, 4, 4), 255, dtype=torch.long))
-    assert full.masks.dtype == torch.uint8 and int(full[0]["mask"].max()) == 255
-    ignore = ExtraPool(images.float(), torch.full((3, 4, 4), -1, dtype=torch.long))  # no uint8 wrap to 255
-    assert int(ignore[0]["mask"].max()) == -1
     masks = torch.zeros(3, 4, 4, dtype=torch.uint8)
     with pytest.raises(ValueError, match="3 images, 3 masks, 2 ids"):
-        DeviceBatches(images.float(), masks, torch.arange(2), batch_size=2, shuffle=False)
+        DeviceBatches(images.float(), masks, torch.arange(2), torch.zeros(len(torch.arange(2)), dtype=torch.long), batch_size=2, shuffle=False)
     with pytest.raises(ValueError, match="batch_size=0"):
-        DeviceBatches(images.float(), masks, torch.arange(3), batch_size=0, shuffle=False)
+        DeviceBatches(images.float(), masks, torch.arange(3), torch.zeros(len(torch.arange(3)), dtype=torch.long), batch_size=0, shuffle=False)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from advaug.callbacks import GanPool
 from advaug.data import SegmentationDataModule
+from advaug.data.pool import SamplePool
 from advaug.errors import ConfigError
 from advaug.gan import Pix2PixGAN
 from advaug.gan.networks import PatchDiscriminator, UNetGenerator
@@ -217,14 +218,11 @@ def test_gan_pool_draws_new_masks_and_noise_per_epoch_and_one_small_grid_on_rank
         def train_images(self):
             return images.float() / 255, masks.long()
 
-        def set_extra(self, pool_images, pool_masks, rebuildable=False):
-            self.pool = {"images": pool_images, "masks": pool_masks}
-
-        def extra_state(self):
-            return self.pool
+        pool = SamplePool()
 
     def fit_start(rank_zero):
-        trainer = SimpleNamespace(datamodule=Data(), current_epoch=0, is_global_zero=rank_zero, loggers=[])
+        trainer = SimpleNamespace(datamodule=Data(), current_epoch=0, is_global_zero=rank_zero, loggers=[],
+                                  max_epochs=5, max_steps=-1, global_step=0, should_stop=False)  # fmt: skip
         pool.on_fit_start(trainer, SimpleNamespace(device="cpu"))
 
     fit_start(rank_zero=True)  # figures_dir unset: no grid

@@ -10,10 +10,11 @@ import torch
 from test_adversarial_callback import tiny_module
 
 from advaug.augment.pipeline import Pipeline
-from advaug.callbacks import AdversarialAugmentation, RunCheckpoint, TransformPool
+from advaug.callbacks import RunCheckpoint, TransformPool, adversarial_augmentation
 from advaug.callbacks.pool import PoolCallback
 from advaug.callbacks.resume_state import ResumeState
 from advaug.data import SegmentationDataModule
+from advaug.data.pool import SamplePool
 from advaug.errors import ConfigError
 
 
@@ -24,15 +25,16 @@ class PoolLog(L.Callback):
         self.pools: dict[int, torch.Tensor] = {}
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.pools[trainer.current_epoch] = trainer.datamodule.extra_state()["images"].clone()
+        pool = trainer.datamodule.pool
+        self.pools[trainer.current_epoch] = pool.get(pool.sources[1])[0].clone()  # the one producer's slot
 
 
 def producer(kind):
     if kind == "flip":
         return TransformPool(Pipeline({"flip": A.HorizontalFlip(p=0.5)}, seed=1), seed=1)
     if kind == "fgsm":
-        return AdversarialAugmentation("fgsm", eps=0.05, figure_samples=0, seed=2)
-    return AdversarialAugmentation("pgd", eps=0.05, steps=2, random_start=True, figure_samples=0, seed=2)
+        return adversarial_augmentation("fgsm", eps=0.05, figure_samples=0, seed=2)
+    return adversarial_augmentation("pgd", eps=0.05, steps=2, random_start=True, figure_samples=0, seed=2)
 
 
 def fit(root, tmp_path, kind, max_epochs, ckpt_path=None):
@@ -59,7 +61,8 @@ def test_resumed_run_remakes_the_pool_the_checkpoint_left_out(phantom_root, tmp_
     # the epoch-0 checkpoint, written right after the pool for epoch 1 was made: a seeded
     # transform pool and an FGSM pool of those weights are left out; a random-start PGD pool
     # cannot be remade and is kept
-    assert (saved["extra"] is None) == left_out and saved.get("extra_left_out", False) == left_out
+    (slot,) = saved["pool"]["slots"].values()
+    assert ("images" not in slot) == left_out and slot.get("left_out", False) == left_out
 
     resumed_pools, resumed_weights = fit(
         phantom_root, tmp_path / "b", kind, 3, ckpt_path=tmp_path / "a" / "e0.ckpt"
@@ -85,9 +88,9 @@ def test_a_finished_run_extended_trains_on_the_pool_its_next_epoch_is_due(phanto
 def test_a_left_out_pool_nobody_remakes_is_an_error(phantom_root, tmp_path):
     dm = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
     dm.setup("fit")
-    dm.set_extra(*dm.train_images(), rebuildable=True)
+    dm.pool.put("extra", *dm.train_images(), rebuildable=True)
     state = dm.state_dict()
-    assert state == {"extra": None, "extra_left_out": True}
+    assert state == {"pool": {"slots": {"extra": {"left_out": True}}}}
     fresh = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
     fresh.setup("fit")
     fresh.load_state_dict(state)
@@ -108,9 +111,9 @@ def test_a_callback_that_loaded_a_state_fills_afresh_in_its_next_fit(phantom_roo
         trainer.fit(tiny_module(), datamodule=dm)
 
     fit()  # "resumed" with no pool in the checkpoint: none is made
-    assert cb.pool_epoch == 5 and dm.num_extra == 0
-    fit()  # a fresh fit: the pool of epoch 0
-    assert cb.pool_epoch == 0 and dm.num_extra == dm.num_train()
+    assert cb.pool_epoch == 5 and len(dm.pool) == 0
+    fit()  # a fresh fit: the pool of epoch 0 (dropped after the last epoch: nothing trains on it)
+    assert cb.pool_epoch == 0 and cb.fills == 1
 
 
 # -- PoolCallback bookkeeping with a fake trainer (no fit: fast) ----------------------------------
@@ -130,12 +133,19 @@ class CountingPool(PoolCallback):
 
 
 class FakeData:
-    def __init__(self, pool_left_out=False):
-        self.pool_left_out, self.rebuildable = pool_left_out, []
+    """A real SamplePool whose puts record their ``rebuildable`` flag."""
 
-    def set_extra(self, images, masks, rebuildable=False):
-        self.pool_left_out = False
-        self.rebuildable.append(rebuildable)
+    def __init__(self, pool_left_out=False):
+        self.pool, self.rebuildable = SamplePool(), []
+        if pool_left_out:
+            self.pool.load_state_dict({"slots": {"pool": {"left_out": True}}})
+        put = self.pool.put
+
+        def recording_put(name, images, masks, rebuildable=False):
+            self.rebuildable.append(rebuildable)
+            put(name, images, masks, rebuildable)
+
+        self.pool.put = recording_put
 
 
 def fake_trainer(data, epoch=0, max_epochs=5):

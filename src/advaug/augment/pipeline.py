@@ -94,7 +94,7 @@ class TransformedPairs(Dataset):
     """Transformed copies of selected uint8 pairs; sample ``k`` is seeded by ``(seed, epoch, k)``.
 
     ``images`` (N,3,H,W) and ``masks`` (N,H,W) are uint8; ``indices`` picks the source pairs.
-    Yields uint8 images (a quarter of float's memory; ``datamodule.set_extra`` takes them as they
+    Yields uint8 images (a quarter of float's memory; ``SamplePool.put`` takes them as they
     are and serves them as floats in [0,1]) and long masks.
     """
 

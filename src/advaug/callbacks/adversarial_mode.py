@@ -15,10 +15,12 @@ MODES = {"regenerate": RegenerateAdversarial, "free": FreeAdversarial}
 REGENERATE_ONLY = ("attack_batch_size", "steps", "step_size", "random_start", "precision")
 
 
-def adversarial_augmentation(mode: str = "regenerate", **settings: Any) -> RegenerateAdversarial | FreeAdversarial:
-    """The producer of ``mode`` built from ``settings`` (the ``aug`` config's keys)."""
+def adversarial_augmentation(
+    method: str = "fgsm", mode: str = "regenerate", **settings: Any
+) -> RegenerateAdversarial | FreeAdversarial:
+    """The producer of ``mode`` for ``method``, built from ``settings`` (the ``aug`` config's keys)."""
     if mode not in MODES:
         raise ConfigError(f"aug.mode={mode!r}: choose 'regenerate' or 'free'.")
     if mode == "free":
         settings = {k: v for k, v in settings.items() if k not in REGENERATE_ONLY}
-    return MODES[mode](**settings)
+    return MODES[mode](method, **settings)

@@ -87,11 +87,11 @@ class _Slot:
         return 0 if self.images is None else len(self.images)
 
 
-def _check_pair(name: str, images: torch.Tensor, masks: torch.Tensor) -> None:
-    if images.ndim != 4 or masks.shape != images.shape[:1] + images.shape[2:]:
+def _check_pair(name: str, images: torch.Tensor, masks: torch.Tensor | None) -> None:
+    if images.ndim != 4 or masks is None or masks.shape != images.shape[:1] + images.shape[2:]:
         raise ValueError(
             f"pool slot {name!r}: images {tuple(images.shape)} (N,3,H,W) and masks "
-            f"{tuple(masks.shape)} (N,H,W) do not match"
+            f"{None if masks is None else tuple(masks.shape)} (N,H,W) do not match"
         )
 
 
@@ -167,7 +167,7 @@ class SamplePool:
     def left_out(self, name: str) -> bool:
         """Whether the restored checkpoint left slot ``name`` out for its producer to remake."""
         slot = self._slots.get(name)
-        return bool(slot and slot.left_out)
+        return slot is not None and slot.left_out
 
     @property
     def left_out_names(self) -> list[str]:
