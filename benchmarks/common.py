@@ -131,15 +131,15 @@ def datamodule(
     dm.prepare_data()
     dm.setup("fit")
     if pool:
-        dm.set_extra(*dm.train_images())
+        dm.pool.put("pool", *dm.train_images())
     return dm
 
 
 def adversarial(mode: str, bf16: bool = False, attack_batch: int = 32, **settings) -> L.Callback:
     """The product's FGSM producer (eps 0.1) in ``mode`` regenerate | free, drawing no figure."""
-    from advaug.callbacks import AdversarialAugmentation
+    from advaug.callbacks import adversarial_augmentation
 
-    return AdversarialAugmentation(
+    return adversarial_augmentation(
         "fgsm",
         eps=0.1,
         mode=mode,
