@@ -131,7 +131,8 @@ def datamodule(
     dm.prepare_data()
     dm.setup("fit")
     if pool:
-        dm.pool.put("pool", *dm.train_images())
+        # the adversarial producers replace this slot (their default one): same samples per epoch
+        dm.pool.put("adversarial", *dm.train_images())
     return dm
 
 
