@@ -22,19 +22,29 @@ class PoolLog(L.Callback):
     """A copy of the pool each epoch trains on."""
 
     def __init__(self):
-        self.pools: dict[int, torch.Tensor] = {}
+        self.pools: dict[int, dict[str, torch.Tensor]] = {}
 
     def on_train_epoch_start(self, trainer, pl_module):
         pool = trainer.datamodule.pool
-        self.pools[trainer.current_epoch] = pool.get(pool.sources[1])[0].clone()  # the one producer's slot
+        self.pools[trainer.current_epoch] = {name: pool.get(name)[0].clone() for name in pool.sources[1:]}
 
 
-def producer(kind):
-    if kind == "flip":
-        return TransformPool(Pipeline({"flip": A.HorizontalFlip(p=0.5)}, seed=1), seed=1)
-    if kind == "fgsm":
-        return adversarial_augmentation("fgsm", eps=0.05, figure_samples=0, seed=2)
-    return adversarial_augmentation("pgd", eps=0.05, steps=2, random_start=True, figure_samples=0, seed=2)
+def same_pools(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return sorted(a) == sorted(b) and all(torch.equal(a[name], b[name]) for name in a)
+
+
+def producers(kind):
+    """``flip+pgd``: two producers in one run, one slot left out of checkpoints and one kept."""
+    made = []
+    for name in kind.split("+"):
+        if name == "flip":
+            made.append(TransformPool(Pipeline({"flip": A.HorizontalFlip(p=0.5)}, seed=1), seed=1))
+        elif name == "fgsm":
+            made.append(adversarial_augmentation("fgsm", eps=0.05, figure_samples=0, seed=2))
+        else:
+            made.append(adversarial_augmentation("pgd", eps=0.05, steps=2, random_start=True,
+                                                 figure_samples=0, seed=2))  # fmt: skip
+    return made
 
 
 def fit(root, tmp_path, kind, max_epochs, ckpt_path=None):
@@ -47,28 +57,32 @@ def fit(root, tmp_path, kind, max_epochs, ckpt_path=None):
                                 monitor=None, save_on_train_epoch_end=True, best_weights_only=False)  # fmt: skip
     module = tiny_module()
     trainer = L.Trainer(accelerator="cpu", max_epochs=max_epochs, deterministic=True, logger=False,
-                        callbacks=[producer(kind), ResumeState(), log, every_epoch], enable_progress_bar=False,
+                        callbacks=[*producers(kind), ResumeState(), log, every_epoch], enable_progress_bar=False,
                         enable_model_summary=False, reload_dataloaders_every_n_epochs=1, inference_mode=False,
                         num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False)
     return log.pools, module.state_dict()
 
 
-@pytest.mark.parametrize("kind,left_out", [("flip", True), ("fgsm", True), ("pgd", False)])
+@pytest.mark.parametrize(
+    "kind,left_out", [("flip", [True]), ("fgsm", [True]), ("pgd", [False]), ("flip+pgd", [True, False])]
+)
 def test_resumed_run_remakes_the_pool_the_checkpoint_left_out(phantom_root, tmp_path, kind, left_out):
     pools, weights = fit(phantom_root, tmp_path / "a", kind, max_epochs=3)
     saved = torch.load(tmp_path / "a" / "e0.ckpt", weights_only=True)["SegmentationDataModule"]
-    # the epoch-0 checkpoint, written right after the pool for epoch 1 was made: a seeded
+    # the epoch-0 checkpoint, written right after the pools for epoch 1 were made: a seeded
     # transform pool and an FGSM pool of those weights are left out; a random-start PGD pool
     # cannot be remade and is kept
-    (slot,) = saved["pool"]["slots"].values()
-    assert ("images" not in slot) == left_out and slot.get("left_out", False) == left_out
+    slots = list(saved["pool"]["slots"].values())
+    assert [("images" not in slot) for slot in slots] == left_out
+    assert [slot.get("left_out", False) for slot in slots] == left_out
 
     resumed_pools, resumed_weights = fit(
         phantom_root, tmp_path / "b", kind, 3, ckpt_path=tmp_path / "a" / "e0.ckpt"
     )
     assert sorted(resumed_pools) == [1, 2]
-    assert all(torch.equal(resumed_pools[e], pools[e]) for e in (1, 2))
+    assert all(same_pools(resumed_pools[e], pools[e]) for e in (1, 2))
+    assert all(len(resumed_pools[e]) == len(left_out) for e in (1, 2))
     assert all(torch.equal(resumed_weights[k], weights[k]) for k in weights)
 
 
@@ -81,7 +95,7 @@ def test_a_finished_run_extended_trains_on_the_pool_its_next_epoch_is_due(phanto
     extended_pools, extended_weights = fit(
         phantom_root, tmp_path / "ext", kind, 3, ckpt_path=tmp_path / "short" / "e1.ckpt"
     )
-    assert sorted(extended_pools) == [2] and torch.equal(extended_pools[2], pools[2])
+    assert sorted(extended_pools) == [2] and same_pools(extended_pools[2], pools[2])
     assert all(torch.equal(extended_weights[k], weights[k]) for k in weights)
 
 
@@ -100,7 +114,7 @@ def test_a_left_out_pool_nobody_remakes_is_an_error(phantom_root, tmp_path):
 
 def test_a_callback_that_loaded_a_state_fills_afresh_in_its_next_fit(phantom_root, tmp_path):
     # the resume path of on_fit_start belongs to the fit that loaded the state only
-    cb = producer("flip")
+    (cb,) = producers("flip")
     cb.load_state_dict({"pool_epoch": 5})
     dm = SegmentationDataModule(str(phantom_root), image_size=32, batch_size=4)
 
