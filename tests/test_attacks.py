@@ -33,11 +33,11 @@ def test_fgsm_equals_torchattacks_bit_for_bit(model_and_batch, eps):
     assert not torch.equal(ours, x)
 
 
-def test_inv_fgsm_equals_torchattacks_targeted_by_true_label(model_and_batch):
+def test_invfgsm_equals_torchattacks_targeted_by_true_label(model_and_batch):
     model, x, y = model_and_batch
     atk = torchattacks.FGSM(model, eps=0.1)
     atk.set_mode_targeted_by_label(quiet=True)
-    assert torch.equal(attacks.inv_fgsm(model, x, y, 0.1), atk(x, y))
+    assert torch.equal(attacks.invfgsm(model, x, y, 0.1), atk(x, y))
 
 
 def test_pgd_without_random_start_equals_torchattacks(model_and_batch):
@@ -55,7 +55,7 @@ def test_directions_change_loss_and_stay_in_ball(model_and_batch):
             return F.cross_entropy(model(images), y).item()
 
     clean = loss(x)
-    for method, worse in [("fgsm", True), ("pgd", True), ("inv_fgsm", False), ("inv_pgd", False)]:
+    for method, worse in [("fgsm", True), ("pgd", True), ("invfgsm", False), ("invpgd", False)]:
         adv = attacks.perturb(model, x, y, 0.03, method, steps=5).images
         assert (loss(adv) > clean) == worse, method
         assert (adv - x).abs().max() <= 0.03 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
@@ -123,8 +123,10 @@ def test_bad_input_refused(model_and_batch):
     for eps in (-0.1, 1.5, float("nan")):
         with pytest.raises(ConfigError, match="must lie in"):
             attacks.fgsm(model, x, y, eps)
-    with pytest.raises(ConfigError, match="choose one of"):
+    with pytest.raises(ConfigError, match="'deepfool' is not an attack: choose one of fgsm, invfgsm, pgd, invpgd"):
         attacks.perturb(model, x, y, 0.1, "deepfool")
+    with pytest.raises(ConfigError, match="is not an attack"):  # one spelling: no alias
+        attacks.perturb(model, x, y, 0.1, "inv_fgsm")
     with pytest.raises(ConfigError, match="fp16"):
         attacks.fgsm(model, x, y, 0.1, precision="fp16")
     single = smp.create_model(
@@ -205,7 +207,7 @@ def test_pgd_default_step_size_is_madry_2_5_eps_over_steps(model_and_batch):
     assert not torch.allclose(default, smaller, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["pgd", "inv_pgd"])
+@pytest.mark.parametrize("method", ["pgd", "invpgd"])
 def test_pgd_per_sample_eps_projects_onto_each_ball_both_sides(model_and_batch, method):
     model, x, y = model_and_batch
     eps = torch.tensor([0.01, 0.03, 0.05])
@@ -237,8 +239,8 @@ def test_zero_gradient_gives_share_one_and_pgd_random_start_in_the_ball():
 def test_uniform_eps_reproducible_per_generator_and_bounds():
     draw = [attacks.sample_eps(0.1, 16, "uniform", torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
     assert torch.equal(draw[0], draw[1]) and not torch.equal(draw[0], draw[2])
-    attacks.check_eps(0.0)
-    attacks.check_eps(1.0)  # the image scale's ends are allowed
+    for eps in (0.0, 1.0):  # the image scale's ends are allowed
+        assert attacks.sample_eps(eps, 2).tolist() == [eps, eps]
     with pytest.raises(ConfigError, match="sampling"):
         attacks.sample_eps(0.1, 4, "normal")
 

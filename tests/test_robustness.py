@@ -41,12 +41,12 @@ def test_grid_rows_labels_and_attack_changes_score(model_and_loader):
     model, loader = model_and_loader
     before = [p.detach().clone() for p in model.parameters()]
     model.train()
-    rows = evaluate_robustness(model, loader, methods=["fgsm", "inv_fgsm", "pgd"], eps=[0.0012, 0.1176],
+    rows = evaluate_robustness(model, loader, methods=["fgsm", "invfgsm", "pgd"], eps=[0.0012, 0.1176],
                                labels=["true", "pred"], pgd_steps=1)  # fmt: skip
     assert len(rows) == 1 + 3 * 2 * 2
     assert (rows[0]["method"], rows[0]["labels"], rows[0]["steps"]) == ("clean", "none", 0)
     cells = {(r["method"], r["eps"], r["labels"]) for r in rows[1:]}
-    assert ("pgd", 0.1176, "pred") in cells and ("inv_fgsm", 0.0012, "true") in cells
+    assert ("pgd", 0.1176, "pred") in cells and ("invfgsm", 0.0012, "true") in cells
     assert {r["steps"] for r in rows if r["method"] == "pgd"} == {1}
     assert all(r["images"] == 4 for r in rows)
     strong = {(r["method"], r["labels"]): r for r in rows if r["eps"] == 0.1176}

@@ -1,8 +1,8 @@
 """Gradient-sign attacks on segmentation models: pure tensor functions, no Lightning.
 
-``fgsm``      x + eps * sign(grad_x L)          (the paper's eq. 1: raises the loss)
-``inv_fgsm``  x - eps * sign(grad_x L)          (the paper's eq. 3, InvFGSM: lowers the loss)
-``pgd`` / ``inv_pgd``: the multi-step versions (step, project to the L-inf eps-ball, clamp).
+``fgsm``     x + eps * sign(grad_x L)          (the paper's eq. 1: raises the loss)
+``invfgsm``  x - eps * sign(grad_x L)          (the paper's eq. 3, InvFGSM: lowers the loss)
+``pgd`` / ``invpgd``: the multi-step versions (step, project to the L-inf eps-ball, clamp).
 
 Images are in [0, 1]; ``eps`` is on that scale (the paper's 0.0012 / 0.0118 / 0.1176 are
 0.3 / 3 / 30 over 255) and may be a float or a per-sample tensor of shape (N,). Gradients are taken
@@ -23,12 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advaug.errors import ConfigError
+from advaug.rules import (
+    SINGLE_STEP,
+    check_attack,
+    check_eps,
+    check_eps_sampling,
+    check_num_classes,
+    check_precision,
+    check_steps,
+)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-METHODS = ("fgsm", "inv_fgsm", "pgd", "inv_pgd")
 # +1 raises the loss (adversarial), -1 lowers it (the paper's "inverse", helpful noise)
-DIRECTION = {"fgsm": 1, "pgd": 1, "inv_fgsm": -1, "inv_pgd": -1}
+DIRECTION = {"fgsm": 1, "pgd": 1, "invfgsm": -1, "invpgd": -1}
 # the buffers a train-mode forward of a normalisation layer updates
 RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -41,27 +48,15 @@ class AttackResult:
     zero_grad_fraction: float  # share of input pixels whose gradient was exactly 0 (last step)
 
 
-def check_eps(eps: float | Tensor, name: str = "eps") -> None:
-    """Refuse eps outside [0, 1] (the image scale) with a message saying so."""
-    values = eps if isinstance(eps, Tensor) else torch.tensor(float(eps))
-    if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
-        raise ConfigError(
-            f"{name}={eps if not isinstance(eps, Tensor) else values.tolist()}: must lie in [0, 1], the image "
-            "scale (the paper uses 0.0012, 0.0118, 0.1176 = 0.3, 3, 30 over 255)."
-        )
-
-
 def sample_eps(
     eps: float, n: int, sampling: str = "fixed", generator: torch.Generator | None = None, device=None
 ) -> Tensor:
     """Per-sample eps of shape (n,): ``fixed`` = eps everywhere; ``uniform`` = sigma ~ U(0, eps]."""
     check_eps(eps)
-    if sampling == "fixed":
+    if check_eps_sampling(sampling) == "fixed":
         return torch.full((n,), float(eps), device=device)
-    if sampling == "uniform":
-        u = torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu")
-        return ((1.0 - u) * float(eps)).to(device)  # 1 - U[0,1) lies in (0, 1]
-    raise ConfigError(f"eps_sampling={sampling!r}: choose 'fixed' or 'uniform'.")
+    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else "cpu")
+    return ((1.0 - u) * float(eps)).to(device)  # 1 - U[0,1) lies in (0, 1]
 
 
 @contextlib.contextmanager
@@ -104,13 +99,9 @@ def running_stats_kept(model: nn.Module) -> Iterator[None]:
 
 
 def _autocast(x: Tensor, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":  # also switches off an enclosing fp16 autocast (gradients would underflow)
+    if check_precision(precision) == "fp32":  # also switches off an enclosing fp16 autocast
         return torch.autocast(device_type=x.device.type, enabled=False)
-    if precision == "bf16":
-        return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
-    raise ConfigError(
-        f"attack precision={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes small gradients to 0)."
-    )
+    return torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
 
 
 def _broadcast(eps: float | Tensor, x: Tensor) -> float | Tensor:
@@ -139,11 +130,8 @@ def input_gradient(
         y = y.clone() if y.is_inference() else y.detach()
         with _autocast(x, precision):
             logits = model(x)
-        if logits.ndim == 4 and logits.shape[1] < 2:
-            raise ConfigError(
-                "the model has a single output channel: the cross-entropy gradient is identically zero, so "
-                "the attack would do nothing. Use 2 classes (background + foreground)."
-            )
+        if logits.ndim == 4:
+            check_num_classes(logits.shape[1], "the model's output channels")
         loss = loss_fn(logits.float(), y)
         (grad,) = torch.autograd.grad(loss, x, retain_graph=False, create_graph=False)
     return grad.detach()
@@ -153,7 +141,7 @@ def signed_step(
     x: Tensor, grad: Tensor, eps: float | Tensor, method: str, clamp: tuple[float, float] = (0.0, 1.0)
 ) -> Tensor:
     """The single step of FGSM / InvFGSM from a given input gradient: ``clamp(x ± eps * sign(grad))``
-    (``+`` for ``fgsm``, ``-`` for ``inv_fgsm``); ``eps`` a float or a per-sample (N,) tensor."""
+    (``+`` for ``fgsm``, ``-`` for ``invfgsm``); ``eps`` a float or a per-sample (N,) tensor."""
     # (-e) * s == -(e * s) exactly, so InvFGSM stays bit-equal to torchattacks' targeted FGSM
     return torch.clamp(x + _signed(_broadcast(eps, x), DIRECTION[method]) * grad.sign(), min=clamp[0], max=clamp[1])
 
@@ -180,24 +168,22 @@ def perturb(
     clamp: tuple[float, float] = (0.0, 1.0),
     generator: torch.Generator | None = None,
 ) -> AttackResult:
-    """Run ``method`` (one of :data:`METHODS`) on a batch and report the zero-gradient share.
+    """Run ``method`` (one of :data:`advaug.rules.ATTACKS`) on a batch and report the zero-gradient share.
 
     PGD: ``step_size`` defaults to 2.5 * eps / steps (Madry et al.); random start draws
     U(-eps, eps) noise. ``eps`` may be a float or a per-sample (N,) tensor.
     """
-    if method not in DIRECTION:
-        raise ConfigError(f"attack method={method!r}: choose one of {', '.join(METHODS)}.")
+    check_attack(method)
     check_eps(eps)
     sign = DIRECTION[method]
     lo, hi = clamp
     x = x.detach()
     e = _broadcast(eps, x)
     with eval_mode(model, use_eval_mode):
-        if method in ("fgsm", "inv_fgsm"):
+        if method in SINGLE_STEP:
             grad = input_gradient(model, x, y, loss_fn, precision)
             return AttackResult(signed_step(x, grad, e, method, clamp).detach(), _zero_fraction(grad))
-        if steps < 1:
-            raise ConfigError(f"pgd steps={steps}: need at least 1.")
+        check_steps(steps)
         alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)
         adv = x.clone()
         if random_start:
@@ -222,9 +208,9 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> T
     return perturb(model, x, y, eps, "fgsm", **kw).images
 
 
-def inv_fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+def invfgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
     """InvFGSM: ``clamp(x - eps * sign(grad_x L(model(x), y)), 0, 1)`` (moves toward lower loss)."""
-    return perturb(model, x, y, eps, "inv_fgsm", **kw).images
+    return perturb(model, x, y, eps, "invfgsm", **kw).images
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
@@ -232,6 +218,6 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Te
     return perturb(model, x, y, eps, "pgd", **kw).images
 
 
-def inv_pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
+def invpgd(model: nn.Module, x: Tensor, y: Tensor, eps: float | Tensor, **kw) -> Tensor:
     """Projected gradient descent on the loss within the L-inf eps-ball (multi-step InvFGSM)."""
-    return perturb(model, x, y, eps, "inv_pgd", **kw).images
+    return perturb(model, x, y, eps, "invpgd", **kw).images

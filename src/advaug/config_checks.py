@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from advaug.errors import ConfigError
+from advaug.rules import check_eps
 
 # Subtrees whose `eps`-like keys are perturbation sizes on the [0, 1] image scale. The optimizer's
 # `eps` (Adam's numerical epsilon) is a different quantity and is not checked here.
@@ -55,13 +56,8 @@ def _eps_values(cfg: DictConfig) -> Iterator[tuple[str, Any]]:
 def check_eps_range(cfg: DictConfig) -> None:
     """Every perturbation size in ``aug``/``robustness``/``evaluation`` lies in [0, 1]."""
     for key, value in _eps_values(cfg):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-            raise ConfigError(
-                f"{key}={value}: eps is a perturbation size on the [0, 1] image scale and must lie in "
-                f"[0, 1] (the paper uses 0.1; 3/255 = 0.0118 is a common small value)."
-            )
+        if value is not None:
+            check_eps(value, key)
 
 
 def check_image_size(cfg: DictConfig) -> None:

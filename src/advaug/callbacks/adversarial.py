@@ -32,6 +32,7 @@ from advaug.callbacks.adversarial_base import (
 )
 from advaug.callbacks.pool import PoolCallback, pool_of
 from advaug.errors import ConfigError
+from advaug.rules import SINGLE_STEP, check_precision, check_steps
 
 
 class RegenerateAdversarial(AdversarialProducer, PoolCallback):
@@ -76,10 +77,9 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         )
         if int(attack_batch_size) < 1:
             raise ConfigError(f"aug.attack_batch_size={attack_batch_size}: must be at least 1.")
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(
-                f"aug.precision={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes gradients)."
-            )
+        check_precision(precision, "aug.precision")
+        if self.method not in SINGLE_STEP:
+            check_steps(steps, "aug.steps")
         self.attack_batch_size, self.steps, self.step_size = int(attack_batch_size), int(steps), step_size
         self.random_start, self.precision = bool(random_start), precision
         self._stats: tuple[float, tuple[Tensor, Tensor, Tensor]] | None = None
@@ -87,7 +87,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
     @property
     def rebuildable(self) -> bool:
         """Whether a pool is a function of the weights it was made from and the seeds only."""
-        deterministic = self.method in ("fgsm", "inv_fgsm") or not self.random_start
+        deterministic = self.method in SINGLE_STEP or not self.random_start
         return self.use_eval_mode and deterministic
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -12,23 +12,13 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
-from advaug.attacks import check_eps, eval_mode
+from advaug.attacks import eval_mode
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid
+from advaug.rules import check_attack, check_eps, check_eps_sampling, check_labels, check_num_classes
 
 log = logging.getLogger(__name__)
 
-# config spelling -> attacks.py name
-METHODS = {
-    "fgsm": "fgsm",
-    "invfgsm": "inv_fgsm",
-    "inv_fgsm": "inv_fgsm",
-    "pgd": "pgd",
-    "invpgd": "inv_pgd",
-    "inv_pgd": "inv_pgd",
-}
-LABELS = ("true", "pred")
-EPS_SAMPLING = ("fixed", "uniform")
 
 
 def generator_for(seed: int, epoch: int) -> torch.Generator:
@@ -57,19 +47,15 @@ def check_two_class_output(pl_module: L.LightningModule, image: Tensor) -> None:
     """A single output channel makes the cross-entropy input gradient identically zero."""
     with torch.no_grad(), eval_mode(pl_module):
         logits = pl_module(image.to(pl_module.device))
-    if logits.ndim != 4 or logits.shape[1] < 2:
-        raise ConfigError(
-            f"the model outputs {tuple(logits.shape)}: a single output channel makes the cross-entropy "
-            "input gradient identically zero, so the attack would do nothing. Use 2 classes "
-            "(background + foreground), e.g. dataset.num_classes=2."
-        )
+    channels = logits.shape[1] if logits.ndim == 4 else 1
+    check_num_classes(channels, f"the model's output channels (it outputs {tuple(logits.shape)})")
 
 
 class AdversarialProducer:
     """Settings and reporting of an adversarial producer (mixed into its Lightning callback).
 
     Args:
-        method: ``fgsm`` | ``invfgsm`` | ``pgd`` | ``invpgd`` (``inv_fgsm`` / ``inv_pgd`` also work).
+        method: ``fgsm`` | ``invfgsm`` | ``pgd`` | ``invpgd``.
         eps: perturbation size on the [0, 1] image scale (paper default 0.1).
         eps_sampling: ``fixed`` (eps for every sample) or ``uniform`` (sigma ~ U(0, eps], paper eq. 2/4).
         labels: ``true`` (ground-truth mask, the paper) or ``pred`` (the model's prediction).
@@ -94,21 +80,17 @@ class AdversarialProducer:
         figure_every_n_epochs: int,
         use_eval_mode: bool = True,
     ) -> None:
-        if str(method).lower() not in METHODS:
-            raise ConfigError(f"aug.method={method!r}: choose one of fgsm, invfgsm, pgd, invpgd.")
+        method = check_attack(str(method), "aug.method")
         check_eps(eps, "aug.eps")
-        if eps_sampling not in EPS_SAMPLING:
-            raise ConfigError(f"aug.eps_sampling={eps_sampling!r}: choose 'fixed' or 'uniform'.")
-        labels = "true" if labels is True else str(labels).lower()  # YAML reads `true` as a bool
-        if labels not in LABELS:
-            raise ConfigError(f"aug.labels={labels!r}: choose 'true' (ground truth) or 'pred' (prediction).")
+        check_eps_sampling(eps_sampling, "aug.eps_sampling")
+        labels = check_labels(labels, "aug.labels")
         if not 0.0 < float(fraction) <= 1.0:
             raise ConfigError(
                 f"aug.fraction={fraction}: must lie in (0, 1] (1.0 attacks the whole train set)."
             )
         if int(figure_every_n_epochs) < 1:
             raise ConfigError(f"figure_every_n_epochs={figure_every_n_epochs}: must be at least 1.")
-        self.method = METHODS[str(method).lower()]
+        self.method = method
         self.eps, self.eps_sampling, self.labels = float(eps), eps_sampling, labels
         self.fraction, self.seed = float(fraction), int(seed)
         self.loss_stats_samples, self.figure_samples = int(loss_stats_samples), int(figure_samples)

@@ -32,6 +32,7 @@ from advaug.callbacks.pool import pool_of
 from advaug.callbacks.schedule import Schedule
 from advaug.callbacks.stopping import fit_ends_before
 from advaug.errors import ConfigError
+from advaug.rules import SINGLE_STEP
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class FreeAdversarial(AdversarialProducer, L.Callback):
             method, eps, eps_sampling, labels, fraction, seed, loss_stats_samples, figure_samples,
             figure_every_n_epochs, use_eval_mode,
         )
-        if self.method not in ("fgsm", "inv_fgsm"):
+        if self.method not in SINGLE_STEP:
             raise ConfigError(
                 f"aug.mode=free with aug.method={method}: free mode reuses the one training gradient, "
                 "so it supports the single-step methods fgsm and invfgsm only."

@@ -28,6 +28,7 @@ from advaug.data.folder import (
 )
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
+from advaug.rules import check_num_classes
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ class SegmentationDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise DatasetError(f"batch_size={batch_size}: must be at least 1 (set batch_size=8, say).")
-        if num_classes < 2:
-            raise DatasetError(f"dataset.num_classes={num_classes}: need background plus at least one class.")
+        check_num_classes(num_classes, "dataset.num_classes", DatasetError)
         self.root = Path(root)
         self.image_size, self.num_classes = int(image_size), int(num_classes)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)

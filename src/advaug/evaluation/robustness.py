@@ -1,6 +1,6 @@
 """Robustness grid (paper Table 2): a model scored clean and under attack, cell by cell.
 
-A *cell* is ``(method, eps, labels)``: ``method`` one of :data:`advaug.attacks.METHODS`,
+A *cell* is ``(method, eps, labels)``: ``method`` one of :data:`advaug.rules.ATTACKS`,
 ``eps`` on the [0, 1] image scale, ``labels`` the mask the attack differentiates against:
 ``true`` (the ground truth, as in the paper) or ``pred`` (the model's own clean prediction, which
 leaks no label; InvFGSM with the true mask pushes the input toward the right answer). Every cell
@@ -20,20 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from advaug.attacks import METHODS, LossFn, check_eps, eval_mode, perturb
+from advaug.attacks import LossFn, eval_mode, perturb
 from advaug.errors import ConfigError, DatasetError
 from advaug.metric_keys import per_class_keys
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.per_image import PerImageRecorder, batch_index
+from advaug.rules import LABELS, check_attack, check_eps, check_labels, check_steps
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("fgsm", "inv_fgsm", "pgd")
+DEFAULT_METHODS = ("fgsm", "invfgsm", "pgd")
 DEFAULT_EPS = (0.0012, 0.0118, 0.1176)  # 0.3, 3 and 30 over 255: the paper's Table 2
-LABELS = ("true", "pred")
 CLEAN = ("clean", 0.0, "none")
-MULTI_STEP = ("pgd", "inv_pgd")
+MULTI_STEP = ("pgd", "invpgd")
 
 
 def normalize_grid(
@@ -43,21 +43,13 @@ def normalize_grid(
 
     ``labels`` accepts YAML's boolean ``true`` as the string ``"true"``.
     """
-    methods = [str(m) for m in methods]
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(
-                f"robustness.methods: {m!r} is not an attack; choose from {', '.join(METHODS)}."
-            )
-    eps = [float(e) for e in eps]
+    methods = [check_attack(str(m), "robustness.methods") for m in methods]
     for e in eps:
         check_eps(e, "robustness.eps")
-    labels = [str(v).lower() for v in labels]
-    for v in labels:
-        if v not in LABELS:
-            raise ConfigError(f"robustness.labels: {v!r}: choose 'true' (ground truth) and/or 'pred'.")
-    if any(m in MULTI_STEP for m in methods) and int(pgd_steps) < 1:
-        raise ConfigError(f"robustness.pgd_steps={pgd_steps}: need at least 1 step.")
+    eps = [float(e) for e in eps]
+    labels = [check_labels(v, "robustness.labels") for v in labels]
+    if any(m in MULTI_STEP for m in methods):
+        check_steps(pgd_steps, "robustness.pgd_steps")
     # a value listed twice would feed the same cell's metric twice and repeat its row
     methods, eps, labels = (list(dict.fromkeys(v)) for v in (methods, eps, labels))
     if methods and not (eps and labels):
@@ -155,7 +147,7 @@ def evaluate_robustness(
 
 
 def attack_name(row: dict[str, Any]) -> str:
-    """``clean``, ``fgsm``, ``inv_fgsm``, ``pgd-10``: multi-step attacks carry their step count."""
+    """``clean``, ``fgsm``, ``invfgsm``, ``pgd-10``: multi-step attacks carry their step count."""
     return f"{row['method']}-{row['steps']}" if row["method"] in MULTI_STEP else str(row["method"])
 
 

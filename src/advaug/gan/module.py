@@ -13,6 +13,7 @@ from torch import nn
 
 from advaug.errors import ConfigError, TrainingDivergedError
 from advaug.gan.networks import PatchDiscriminator, UNetGenerator, key
+from advaug.rules import check_num_classes
 
 
 class Pix2PixGAN(L.LightningModule):
@@ -35,8 +36,7 @@ class Pix2PixGAN(L.LightningModule):
         l1_weight: float = 100.0,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ConfigError(f"{key('module.num_classes')}={num_classes}: need background plus a class.")
+        check_num_classes(num_classes, key("module.num_classes"))
         if l1_weight < 0:
             raise ConfigError(f"{key('module.l1_weight')}={l1_weight}: must be >= 0.")
         betas = (float(betas[0]), float(betas[1]))  # plain floats: hparams are saved with the weights

@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from advaug.errors import ConfigError
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.models.divergence import LossWatch
+from advaug.rules import check_num_classes
 from advaug.utils.lightning_compat import logs_written_this_step
 
 
@@ -66,11 +67,7 @@ class SegmentationModule(L.LightningModule):
         if compile and compile is not True:  # a plain dict (not Hydra's DictConfig) in the checkpoint
             compile = {str(k): v for k, v in dict(compile).items()}
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
-        if num_classes < 2:
-            raise ConfigError(
-                f"num_classes={num_classes}: a single output channel makes the CE gradient identically zero; "
-                "use 2 classes (background + foreground) for binary masks."
-            )
+        check_num_classes(num_classes, "model.num_classes")
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
             # in place (nn.Module.compile): the state_dict keys stay those of the plain network,

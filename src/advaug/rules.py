@@ -1,0 +1,87 @@
+"""The value rules that several parts of advaug enforce: one function and one message each.
+
+Callers pass the key the user wrote (``aug.eps``, ``robustness.methods``, ``dataset.num_classes``),
+so the same rule reads the same wherever it fires: the config check before a run, the constructor
+of the callback or model that uses the value, or a direct call of the pure functions.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+from advaug.errors import ConfigError
+
+# the one spelling of each attack, in configs (aug=invfgsm, robustness.methods=[invfgsm]) and code
+ATTACKS = ("fgsm", "invfgsm", "pgd", "invpgd")
+SINGLE_STEP = ("fgsm", "invfgsm")
+# an attack's forward/backward: fp16 flushes small input gradients to 0
+ATTACK_PRECISIONS = ("fp32", "bf16")
+LABELS = ("true", "pred")
+EPS_SAMPLING = ("fixed", "uniform")
+
+
+def check_attack(method: str, key: str = "method") -> str:
+    """``method`` is one of :data:`ATTACKS`; returned as it is spelled there."""
+    if method not in ATTACKS:
+        raise ConfigError(f"{key}={method!r} is not an attack: choose one of {', '.join(ATTACKS)}.")
+    return method
+
+
+def check_eps(eps: float | Tensor, key: str = "eps") -> None:
+    """A perturbation size (a number or a per-sample tensor) lies in [0, 1], the image scale."""
+    if isinstance(eps, Tensor):
+        values, shown = eps.detach().float().cpu(), eps.tolist()
+    elif isinstance(eps, Real) and not isinstance(eps, bool):
+        values, shown = torch.tensor(float(eps)), eps
+    else:
+        values, shown = torch.tensor(float("nan")), eps
+    if not torch.isfinite(values).all() or (values < 0).any() or (values > 1).any():
+        raise ConfigError(
+            f"{key}={shown}: eps is a perturbation size on the [0, 1] image scale and must lie in [0, 1] "
+            "(the paper uses 0.0012, 0.0118, 0.1176 = 0.3, 3, 30 over 255)."
+        )
+
+
+def check_num_classes(num_classes: int, key: str = "num_classes", error: type[Exception] = ConfigError) -> None:
+    """Background plus at least one class: with one output channel the cross-entropy (and so the
+    attack's input gradient) is identically zero."""
+    if int(num_classes) < 2:
+        raise error(
+            f"{key}={num_classes}: need background plus at least one class (2 for binary masks); "
+            "a single output channel makes the cross-entropy and its input gradient identically zero."
+        )
+
+
+def check_steps(steps: int, key: str = "steps") -> int:
+    """A multi-step attack takes at least one step."""
+    if isinstance(steps, bool) or int(steps) < 1:
+        raise ConfigError(f"{key}={steps}: a multi-step attack needs at least 1 step (e.g. {key}=10).")
+    return int(steps)
+
+
+def check_precision(precision: str, key: str = "precision") -> str:
+    """The precision of an attack's forward/backward: one of :data:`ATTACK_PRECISIONS`."""
+    if precision not in ATTACK_PRECISIONS:
+        raise ConfigError(
+            f"{key}={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes small input gradients to 0)."
+        )
+    return precision
+
+
+def check_labels(labels: str | bool, key: str = "labels") -> str:
+    """``true`` (the ground-truth mask) or ``pred`` (the model's prediction); YAML's boolean
+    ``true`` counts as ``"true"``. Returns the normalised spelling."""
+    value = "true" if labels is True else str(labels).lower()
+    if value not in LABELS:
+        raise ConfigError(f"{key}={labels!r}: choose 'true' (ground truth) or 'pred' (the model's prediction).")
+    return value
+
+
+def check_eps_sampling(sampling: str, key: str = "eps_sampling") -> str:
+    """``fixed`` (eps for every sample) or ``uniform`` (sigma ~ U(0, eps])."""
+    if sampling not in EPS_SAMPLING:
+        raise ConfigError(f"{key}={sampling!r}: choose 'fixed' or 'uniform'.")
+    return sampling
