@@ -282,7 +282,7 @@ def test_setup_decodes_the_folder_once(phantom_root, monkeypatch):
     assert len(dm.data["test"][0]) == len(dm.ids["test"])
 
 
-def test_set_extra_refuses_masks_that_do_not_match(phantom_root):
+def test_pool_put_refuses_masks_that_do_not_match(phantom_root):
     dm = make(phantom_root)
     images, masks = dm.train_images(torch.arange(2))
     with pytest.raises(ValueError, match="do not match"):
