@@ -143,7 +143,7 @@ def test_gan_checks_name_the_train_gan_keys(tmp_path):
 )
 def test_constructor_errors_write_nothing(overrides, message, tmp_path, tiny_overrides):
     # raised while building the callbacks, after check_config: the run folder must stay unmade
-    from advaug.cli import user_error
+    from advaug.run.entry import user_error
 
     cfg = compose_config([*tiny_overrides, "trainer.max_epochs=1", *overrides], tmp_path)
     with pytest.raises(Exception) as info:
@@ -166,7 +166,7 @@ def test_unknown_choice_is_one_line_without_outputs(tmp_path):
 
 
 def test_check_choices_leaves_other_syntax_to_hydra(tmp_path, capsys):
-    from advaug.cli import check_choices
+    from advaug.run.entry import check_choices
 
     conf = ROOT / "conf"
     check_choices(
@@ -209,7 +209,7 @@ def test_other_entry_scripts_refuse_unknown_choices_in_one_line(script, tmp_path
 
 
 def test_unquoted_sweep_job_path_is_one_line_with_the_quoted_form(capsys):
-    from advaug.cli import check_choices, check_path_quoting
+    from advaug.run.entry import check_choices, check_path_quoting
 
     job = "logs/train/multiruns/t/0_aug=none,seed=0/checkpoints/best.ckpt"
     with pytest.raises(SystemExit) as stop:

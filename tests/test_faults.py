@@ -13,9 +13,9 @@ import torch
 from conftest import ROOT, TINY, compose_config, subprocess_env
 from omegaconf import OmegaConf
 
-from advaug.cli import run_entry
 from advaug.errors import ConfigError
-from advaug.resume import latest_last_checkpoint, resolve_ckpt_path
+from advaug.run.entry import run_entry
+from advaug.run.resume import latest_last_checkpoint, resolve_ckpt_path
 from advaug.training import train
 
 FAST = ["robustness.enabled=false"]
@@ -190,7 +190,7 @@ def test_split_record_is_written_at_fit_by_rank_zero_and_checked_beside_the_chec
 def test_an_ordinary_error_stays_failed(tmp_path):
     from types import SimpleNamespace
 
-    from advaug.utils.distributed import sigterm_as_interrupt, stopped_by_sigterm
+    from advaug.run.signals import sigterm_as_interrupt, stopped_by_sigterm
 
     calm, termed = SimpleNamespace(received_sigterm=False), SimpleNamespace(received_sigterm=True)
     with pytest.raises(RuntimeError, match="boom"), sigterm_as_interrupt(calm):
@@ -215,7 +215,7 @@ def test_sigterm_is_found_through_implicit_and_explicit_chains_and_any_error_typ
 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from advaug.utils.distributed import sigterm_as_interrupt, stopped_by_sigterm
+    from advaug.run.signals import sigterm_as_interrupt, stopped_by_sigterm
 
     calm, termed = SimpleNamespace(received_sigterm=False), SimpleNamespace(received_sigterm=True)
 
@@ -247,7 +247,7 @@ def test_sigterm_is_found_through_implicit_and_explicit_chains_and_any_error_typ
 
 
 def test_failure_record_never_replaces_a_completed_run(tmp_path):
-    from advaug.runs import record_failure
+    from advaug.run.folder import record_failure
 
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed", "test": {"test/miou": 0.5}}))
     assert record_failure(tmp_path, RuntimeError("boom")) is None
@@ -357,7 +357,7 @@ def test_completed_sweep_job_is_skipped_only_for_the_same_config(tmp_path):
 
 
 def test_many_config_differences_are_listed_four_then_counted(tmp_path):
-    from advaug.cli import check_same_run
+    from advaug.run.resume import check_same_run
 
     _, out = _completed_job(tmp_path / "a", "seed=0")
     changed = ["seed=1", "batch_size=8", "optim.optimizer.lr=0.5", "trainer.max_epochs=7", "aug=flip"]
@@ -382,28 +382,28 @@ def _boom(cfg):
 
 
 def test_unexpected_error_is_recorded_failed_and_a_sweep_goes_on(tmp_path, monkeypatch):
-    import advaug.cli
+    import advaug.run.entry
 
-    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: False)
+    monkeypatch.setattr(advaug.run.entry, "in_multirun", lambda: False)
     with pytest.raises(RuntimeError, match="boom"):
         run_entry(_boom, None, output_dir=tmp_path)
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "failed" and record["error_type"] == "RuntimeError"
-    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: True)
+    monkeypatch.setattr(advaug.run.entry, "in_multirun", lambda: True)
     (tmp_path / "metrics.json").unlink()
     assert run_entry(_boom, None, output_dir=tmp_path) is None  # recorded; the next job runs
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
 
 
 def test_only_rank_zero_records_and_only_a_sweep_skips_a_completed_folder(tmp_path, monkeypatch):
-    import advaug.cli
+    import advaug.run.entry
 
-    monkeypatch.setattr(advaug.cli, "in_multirun", lambda: False)
-    monkeypatch.setattr(advaug.cli, "is_rank_zero", lambda: False)
+    monkeypatch.setattr(advaug.run.entry, "in_multirun", lambda: False)
+    monkeypatch.setattr(advaug.run.entry, "is_rank_zero", lambda: False)
     with pytest.raises(RuntimeError, match="boom"):
         run_entry(_boom, None, output_dir=tmp_path)
     assert not (tmp_path / "metrics.json").exists()  # one writer under DDP: rank 0
-    monkeypatch.setattr(advaug.cli, "is_rank_zero", lambda: True)
+    monkeypatch.setattr(advaug.run.entry, "is_rank_zero", lambda: True)
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed"}))
     # a single run is not skipped: train() itself refuses to overwrite (resolve_ckpt_path)
     with pytest.raises(RuntimeError, match="boom"):
@@ -412,7 +412,7 @@ def test_only_rank_zero_records_and_only_a_sweep_skips_a_completed_folder(tmp_pa
 
 
 def test_user_error_is_found_behind_an_implicit_context():
-    from advaug.cli import user_error
+    from advaug.run.entry import user_error
 
     try:
         try:
@@ -426,7 +426,7 @@ def test_user_error_is_found_behind_an_implicit_context():
 
 
 def test_moved_sweep_folder_still_matches_its_run(tmp_path):
-    from advaug.cli import check_same_run
+    from advaug.run.resume import check_same_run
 
     cfg, out = _completed_job(tmp_path / "a", "seed=0")
     moved = compose_config([*TINY, "hydra.mode=MULTIRUN", "seed=0"], tmp_path / "b")
@@ -436,7 +436,7 @@ def test_moved_sweep_folder_still_matches_its_run(tmp_path):
 
 def test_an_option_added_later_left_null_still_matches_the_run(tmp_path):
     # a sweep completed with an older advaug, rerun after an upgrade that added a config key
-    from advaug.cli import check_same_run
+    from advaug.run.resume import check_same_run
 
     cfg, out = _completed_job(tmp_path / "a", "seed=0")
     newer = compose_config(
@@ -526,7 +526,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, tiny_overrides):
 
 
 def test_resume_guards_both_options_ranks_and_repeated_failures(tmp_path, monkeypatch):
-    import advaug.resume as resume
+    import advaug.run.resume as resume
 
     runs = tmp_path / "logs" / "train" / "runs"
     older = _fake_run(runs / "old", 1_000)
@@ -554,7 +554,7 @@ def test_resume_guards_both_options_ranks_and_repeated_failures(tmp_path, monkey
 
 
 def test_ckpt_path_last_inside_a_sweep_looks_in_earlier_sweeps(tmp_path, monkeypatch):
-    import advaug.resume as resume
+    import advaug.run.resume as resume
 
     multi = tmp_path / "multiruns"
     job = _fake_run(multi / "t1" / "0_seed=1", 1_000)
@@ -565,7 +565,7 @@ def test_ckpt_path_last_inside_a_sweep_looks_in_earlier_sweeps(tmp_path, monkeyp
 
 @pytest.mark.parametrize("text", ["{broken", "[1, 2]"])
 def test_unreadable_metrics_json_is_no_status(tmp_path, text):
-    from advaug.runs import is_completed, read_status
+    from advaug.run.folder import is_completed, read_status
 
     (tmp_path / "metrics.json").write_text(text)
     assert read_status(tmp_path) is None and not is_completed(tmp_path)

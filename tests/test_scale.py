@@ -346,7 +346,7 @@ def test_wandb_offline_from_the_config_leaves_wandb_mode_unset(tmp_path, monkeyp
 def test_wandb_log_model_offline_is_one_config_error(tmp_path, monkeypatch, env_mode):
     from hydra.utils import instantiate
 
-    from advaug.cli import user_error
+    from advaug.run.entry import user_error
 
     if env_mode:
         monkeypatch.setenv("WANDB_MODE", env_mode)
@@ -476,7 +476,7 @@ def test_csv_metrics_survive_a_resume_in_the_same_folder(tmp_path):
 def test_ddp_sigterm_handler_only_records_and_passes_the_signal_on(monkeypatch):
     from types import SimpleNamespace
 
-    from advaug.callbacks import DdpSigterm
+    from advaug.run.signals import DdpSigterm
 
     killed = []
     launcher = SimpleNamespace(kill=killed.append)
@@ -502,8 +502,7 @@ def test_ddp_sigterm_handler_only_records_and_passes_the_signal_on(monkeypatch):
 def test_ddp_sigterm_guard_covers_setup_and_its_record_outlives_lightnings_reset():
     from types import SimpleNamespace
 
-    from advaug.callbacks import DdpSigterm
-    from advaug.utils.distributed import stopped_by_sigterm
+    from advaug.run.signals import DdpSigterm, stopped_by_sigterm
 
     killed = []
     connector = SimpleNamespace(received_sigterm=False)

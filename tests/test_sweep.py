@@ -14,7 +14,7 @@ from conftest import ROOT, TINY, subprocess_env
 from omegaconf import OmegaConf
 
 from advaug.reporting.collect import collect
-from advaug.sweep import SweepSummary, summarize_sweep
+from advaug.run.sweep import SweepSummary, summarize_sweep
 
 
 def _sweep_command(tmp_path, sweep):
@@ -214,7 +214,7 @@ def test_sweep_end_exits_1_for_incomplete_jobs_too_and_skips_a_missing_folder(tm
 
 
 def test_sigterm_handler_only_for_joblib_sweeps():
-    from advaug.sweep import _stop_on_sigterm, stop_workers_on_sigterm
+    from advaug.run.signals import _stop_on_sigterm, stop_workers_on_sigterm
 
     before = signal.getsignal(signal.SIGTERM)
     try:

@@ -8,7 +8,8 @@ import pytest
 from conftest import compose_config, run_entry_script
 
 from advaug.metric_keys import PER_IMAGE_FIELDS
-from advaug.training import objective, train
+from advaug.run.sweep import objective
+from advaug.training import train
 
 
 def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):

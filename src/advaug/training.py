@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advaug.callbacks.checkpoint import RunCheckpoint
-from advaug.callbacks.ddp_sigterm import DdpSigterm
 from advaug.callbacks.metrics_history import MetricsHistory
 from advaug.callbacks.splits_record import SplitsRecord
 from advaug.config_checks import check_config
 from advaug.loggers import finish_wandb, log_config
 from advaug.metric_keys import PER_IMAGE_FILE
 from advaug.models.pretrained import instantiate_model
-from advaug.resume import resolve_ckpt_path
-from advaug.runs import RUN_CONFIG, SPLITS_RECORD, run_config
-from advaug.utils.distributed import check_launch, is_rank_zero, sigterm_as_interrupt
-from advaug.utils.environment import describe
+from advaug.run.distributed import check_launch, is_rank_zero
+from advaug.run.folder import METRICS_FILE, RUN_CONFIG, SPLITS_RECORD, completed_record, run_config
+from advaug.run.resume import resolve_ckpt_path
+from advaug.run.signals import DdpSigterm, sigterm_as_interrupt
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -75,14 +73,6 @@ def write_test_per_image(
     return recorder.write(path)
 
 
-def objective(metrics: dict[str, Any] | None) -> float:
-    """The value a Hydra sweeper optimises (higher is better): the best validation mean IoU, never a
-    test score (a sweeper would tune on the test set); NaN for a failed job or one without a
-    validation score (Optuna marks such a trial failed)."""
-    value = (metrics or {}).get("best_val_miou")
-    return float(value) if isinstance(value, (int, float)) else math.nan
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, test the best checkpoint and write ``metrics.json`` (and ``per_image.csv``, the test
     split image by image) into ``cfg.paths.output_dir``.
@@ -127,25 +117,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         robust_model = load_weights(model, best) if best else model  # the best checkpoint, as for test
         run_robustness(cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device)
 
-    metrics = {
-        "status": "completed",
-        "task": cfg.get("task_name"),
-        "dataset": cfg.dataset.get("name"),
-        "aug": cfg.aug.get("name"),
-        "seed": cfg.seed,
-        "epochs": trainer.current_epoch,
-        "splits": {k: len(v) for k, v in getattr(datamodule, "ids", {}).items()},
-        "best_model_path": best,
-        "best_val_miou": float(checkpoint.best_model_score)
-        if checkpoint and checkpoint.best_model_score is not None
-        else None,
-        "test": test,
-        "history": _history(trainer),
-        "wall_time_s": time.time() - started,
-        "environment": describe(trainer.strategy.root_device, str(trainer.precision)),
-    }
+    metrics = completed_record(cfg, trainer, datamodule, test, _history(trainer), started)
     if trainer.is_global_zero:
-        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(out / METRICS_FILE, metrics)
         log.info("test: %s", "  ".join(f"{k}={v:.4f}" for k, v in test.items()))
         log.info("outputs written to %s", out)
     if isinstance(checkpoint, RunCheckpoint):  # after metrics.json: a crash before it can still resume

@@ -3,7 +3,6 @@
 from advaug.callbacks.adversarial import RegenerateAdversarial
 from advaug.callbacks.adversarial_mode import adversarial_augmentation
 from advaug.callbacks.checkpoint import RunCheckpoint
-from advaug.callbacks.ddp_sigterm import DdpSigterm
 from advaug.callbacks.free_adversarial import FreeAdversarial
 from advaug.callbacks.gan_pool import GanPool
 from advaug.callbacks.metrics_history import MetricsHistory
@@ -13,7 +12,6 @@ from advaug.callbacks.splits_record import SplitsRecord
 from advaug.callbacks.transform_pool import TransformPool
 
 __all__ = [
-    "DdpSigterm",
     "FreeAdversarial",
     "GanPool",
     "MetricsHistory",

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 
 from advaug.errors import DatasetError
-from advaug.runs import splits_record_of
+from advaug.run.folder import splits_record_of
 from advaug.utils.io import atomic_write_json
 
 

@@ -18,7 +18,7 @@ from advaug.errors import ConfigError
 from advaug.evaluation.robustness import evaluate_robustness, write_robustness
 from advaug.metric_keys import ROBUSTNESS_PER_IMAGE_FILE
 from advaug.per_image import PerImageRecorder
-from advaug.runs import splits_record_of
+from advaug.run.folder import splits_record_of
 
 log = logging.getLogger(__name__)
 RUN_CONFIGS = ("config_resolved.yaml", ".hydra/config.yaml")

@@ -6,7 +6,7 @@ __all__ = ["write_report"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: advaug.sweep (a Hydra callback of every training sweep) imports reporting.collect,
+    # lazy: advaug.run.sweep (a Hydra callback of every training sweep) imports reporting.collect,
     # which must not pull in matplotlib through report -> plots
     if name == "write_report":
         from advaug.reporting.report import write_report

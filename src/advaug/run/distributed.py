@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from advaug.errors import ConfigError, exception_chain
-from advaug.utils.lightning_compat import in_sigterm_notifier, relaunches_script
+from advaug.errors import ConfigError
+from advaug.utils.lightning_compat import relaunches_script
 
 
 def is_rank_zero() -> bool:
@@ -45,32 +41,3 @@ def check_launch(trainer: L.Trainer) -> None:
             f"hydra.launcher.tasks_per_node={trainer.num_devices}), whose tasks are the DDP processes "
             "(see docs/scale.md)."
         )
-
-
-def stopped_by_sigterm(trainer: L.Trainer, exc: BaseException) -> bool:
-    """True when ``exc`` is the fallout of a SIGTERM this process received, not a fault of the run.
-
-    Under DDP, Lightning's SIGTERM handler kills the other ranks and then broadcasts to them; the
-    broadcast, or the next gradient all-reduce with the dead ranks, raises a backend error
-    (gloo: "connection reset by peer") instead of Lightning's ``SIGTERMException``. The handler
-    sets ``trainer.received_sigterm`` only after its broadcast, so a traceback through it counts too.
-    """
-    if getattr(trainer, "received_sigterm", False):
-        return True
-    # DdpSigterm's own record: Lightning clears its flag when a stage starts
-    if any(getattr(cb, "received_sigterm", False) is True for cb in getattr(trainer, "callbacks", ())):
-        return True
-    return any(in_sigterm_notifier(err.__traceback__) for err in exception_chain(exc))
-
-
-@contextmanager
-def sigterm_as_interrupt(trainer: L.Trainer) -> Iterator[None]:
-    """Re-raise an error caused by a received SIGTERM (see :func:`stopped_by_sigterm`) as Lightning's
-    ``SIGTERMException``, so the run is recorded ``interrupted`` (resumable), not ``failed``."""
-    try:
-        yield
-    except Exception as exc:
-        if stopped_by_sigterm(trainer, exc):
-            # no message: exit status 0, as Lightning's own SIGTERM stop; the error is the __cause__
-            raise SIGTERMException() from exc
-        raise

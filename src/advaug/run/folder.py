@@ -1,4 +1,4 @@
-"""The status of a run folder, as told by its ``metrics.json``.
+"""The run folder: its file names, its status (``metrics.json``) and the completed run's record.
 
 A run folder is *complete* only when ``metrics.json`` says ``"status": "completed"`` (written
 atomically as the last step of ``train``). A failed run says ``"status": "failed"`` with the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,37 @@ def record_failure(
         return None
     record = {"status": status, "error": str(exc), "error_type": type(exc).__name__, **extra}
     return atomic_write_json(run_dir / METRICS_FILE, record)
+
+
+def completed_record(
+    cfg: Any,
+    trainer: Any,
+    datamodule: Any,
+    test: dict[str, float],
+    history: list[dict[str, float]],
+    started: float,
+) -> dict[str, Any]:
+    """The ``metrics.json`` of a completed training run: ``status: completed``, what was trained,
+    the best checkpoint and its validation score, the test scores, the per-epoch ``history`` and the
+    wall time since ``started`` (a ``time.time()``)."""
+    from advaug.utils.environment import describe
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    return {
+        "status": "completed",
+        "task": cfg.get("task_name"),
+        "dataset": cfg.dataset.get("name"),
+        "aug": cfg.aug.get("name"),
+        "seed": cfg.seed,
+        "epochs": trainer.current_epoch,
+        "splits": {k: len(v) for k, v in getattr(datamodule, "ids", {}).items()},
+        "best_model_path": best,
+        "best_val_miou": float(checkpoint.best_model_score)
+        if checkpoint and checkpoint.best_model_score is not None
+        else None,
+        "test": test,
+        "history": history,
+        "wall_time_s": time.time() - started,
+        "environment": describe(trainer.strategy.root_device, str(trainer.precision)),
+    }

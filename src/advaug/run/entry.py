@@ -1,4 +1,5 @@
-"""Shared behaviour of the entry scripts: user-fixable errors print one line, not a traceback."""
+"""Entry-point failure handling: user-fixable errors print one line (exit status 2), not a traceback;
+a run folder records its failure; a sweep job fails alone. Also the override checks run before Hydra."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from advaug.errors import AdvaugError, ConfigError, exception_chain
-from advaug.runs import RUN_CONFIG, is_completed, read_status, record_failure, run_config
-from advaug.utils.config import config_differences
-from advaug.utils.distributed import in_multirun, is_rank_zero
+from advaug.run.distributed import in_multirun, is_rank_zero
+from advaug.run.folder import is_completed, read_status, record_failure
+from advaug.run.resume import check_same_run
 
 log = logging.getLogger("advaug")
 
@@ -24,56 +23,13 @@ def user_error(exc: BaseException | None) -> AdvaugError | None:
     return next((e for e in exception_chain(exc) if isinstance(e, AdvaugError)), None)
 
 
-def _stored_config(stored: Path) -> dict[str, Any]:
-    """The run config saved in ``stored``; :class:`ConfigError` when it cannot be read as one."""
-    try:
-        config = OmegaConf.to_container(OmegaConf.load(stored))
-    except Exception as exc:  # unreadable: it cannot vouch for the run
-        config = exc
-    if not isinstance(config, dict):
-        why = " ".join(str(config).split())[:200]  # a YAML error spans lines: keep the message one line
-        raise ConfigError(
-            f"{stored}: not a readable run config ({why}), so the completed run in {stored.parent} cannot "
-            "be matched to this job. Sweep into a new folder: hydra.sweep.dir=<new folder>."
-        )
-    return config
-
-
-def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
-    """Raise :class:`ConfigError` when the completed run in ``output_dir`` was made with another
-    configuration than ``cfg`` (keys that do not change results aside, see
-    :func:`advaug.utils.config.config_differences`). A folder without ``config_resolved.yaml``
-    passes: there is nothing to compare with.
-
-    A sweep job's folder is named after its overrides, so a rerun into the same ``hydra.sweep.dir``
-    finds its own earlier run there; an edited conf/*.yaml (or a folder name from before the names
-    were hashed) can still put another configuration into it, whose results must not be claimed.
-    """
-    stored = Path(output_dir) / RUN_CONFIG
-    if not stored.is_file():
-        return
-    old = _stored_config(stored)
-    run_cfg = run_config(cfg)
-    # through YAML as train() wrote it, so that both sides have the same types
-    new = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(run_cfg, resolve=True)))
-    diffs = config_differences(old, new)
-    if diffs:
-        listed = "; ".join(f"{key}: {a!r} then, {b!r} now" for key, a, b in diffs[:shown])
-        more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
-        raise ConfigError(
-            f"{output_dir} already holds a completed run of a different configuration ({listed}{more}); "
-            "it is kept and this job is not run. Sweep into a new folder: hydra.sweep.dir=<new folder> "
-            "(or leave it at its timestamped default)."
-        )
-
-
 def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None = None) -> Any:
     """Call ``fn(cfg)``; on an :class:`AdvaugError` log its message and exit with status 2.
 
     With ``output_dir`` (the run folder of a training-like entry) a failure is also recorded there
     as ``metrics.json`` ``{"status": "failed", "error": ...}`` (atomically), and inside a Hydra
     sweep a failing job returns None instead of raising, so the other jobs run and keep their
-    results (``advaug.sweep.SweepSummary`` reports it); a sweep job whose folder already holds a
+    results (``advaug.run.sweep.SweepSummary`` reports it); a sweep job whose folder already holds a
     completed run of the same configuration is skipped, one of another configuration raises
     :class:`ConfigError` (see :func:`check_same_run`).
     """

@@ -1,4 +1,5 @@
-"""Which checkpoint a run resumes from, and the guard against overwriting a finished run.
+"""Which checkpoint a run resumes from, and the guards against overwriting a finished run and
+against claiming one made with another configuration (a rerun into the same folder).
 
 ``ckpt_path`` accepts:
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from advaug.errors import ConfigError
-from advaug.runs import INTERRUPTED, METRICS_FILE, is_completed, read_status
-from advaug.utils.distributed import in_multirun, is_rank_zero
+from advaug.run.distributed import in_multirun, is_rank_zero
+from advaug.run.folder import INTERRUPTED, METRICS_FILE, RUN_CONFIG, is_completed, read_status, run_config
+from advaug.utils.config import config_differences
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +100,46 @@ def set_aside(folder: Path) -> Path:
     folder.rename(target)
     log.warning("%s: the failed run's checkpoints moved to %s; starting afresh", folder.parent, target)
     return target
+
+
+def _stored_config(stored: Path) -> dict[str, Any]:
+    """The run config saved in ``stored``; :class:`ConfigError` when it cannot be read as one."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(stored))
+    except Exception as exc:  # unreadable: it cannot vouch for the run
+        config = exc
+    if not isinstance(config, dict):
+        why = " ".join(str(config).split())[:200]  # a YAML error spans lines: keep the message one line
+        raise ConfigError(
+            f"{stored}: not a readable run config ({why}), so the completed run in {stored.parent} cannot "
+            "be matched to this job. Sweep into a new folder: hydra.sweep.dir=<new folder>."
+        )
+    return config
+
+
+def check_same_run(output_dir: str | Path, cfg: Any, shown: int = 4) -> None:
+    """Raise :class:`ConfigError` when the completed run in ``output_dir`` was made with another
+    configuration than ``cfg`` (keys that do not change results aside, see
+    :func:`advaug.utils.config.config_differences`). A folder without ``config_resolved.yaml``
+    passes: there is nothing to compare with.
+
+    A sweep job's folder is named after its overrides, so a rerun into the same ``hydra.sweep.dir``
+    finds its own earlier run there; an edited conf/*.yaml (or a folder name from before the names
+    were hashed) can still put another configuration into it, whose results must not be claimed.
+    """
+    stored = Path(output_dir) / RUN_CONFIG
+    if not stored.is_file():
+        return
+    old = _stored_config(stored)
+    run_cfg = run_config(cfg)
+    # through YAML as train() wrote it, so that both sides have the same types
+    new = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(run_cfg, resolve=True)))
+    diffs = config_differences(old, new)
+    if diffs:
+        listed = "; ".join(f"{key}: {a!r} then, {b!r} now" for key, a, b in diffs[:shown])
+        more = f" (and {len(diffs) - shown} more)" if len(diffs) > shown else ""
+        raise ConfigError(
+            f"{output_dir} already holds a completed run of a different configuration ({listed}{more}); "
+            "it is kept and this job is not run. Sweep into a new folder: hydra.sweep.dir=<new folder> "
+            "(or leave it at its timestamped default)."
+        )

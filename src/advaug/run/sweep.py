@@ -1,7 +1,8 @@
-"""``<sweep dir>/summary.json``: which jobs of a Hydra multirun finished, failed, or never ended.
+"""``<sweep dir>/summary.json``: which jobs of a Hydra multirun finished, failed, or never ended;
+and the value a job returns to the sweeper (:func:`objective`).
 
 Hydra 1.3's basic launcher stops a sweep at the first job that raises ``SystemExit`` and re-raises
-any other job exception after the batch; ``advaug.cli.run_entry`` therefore records a failing
+any other job exception after the batch; ``advaug.run.entry.run_entry`` therefore records a failing
 job's error in its ``metrics.json`` and returns, and this Hydra callback collects the statuses
 once the sweep is over (also for the joblib launcher, whose jobs run in other processes).
 """
@@ -9,9 +10,8 @@ once the sweep is over (also for the joblib launcher, whose jobs run in other pr
 from __future__ import annotations
 
 import logging
-import signal
+import math
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from advaug.reporting.collect import Job, find_job_dirs, load_job
+from advaug.run.signals import stop_workers_on_sigterm
 from advaug.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -95,19 +96,12 @@ def write_summary(sweep_dir: str | Path, started_at: float | None = None) -> dic
     return summary
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    log.error("SIGTERM: stopping the sweep and its running jobs (rerun the command to resume them)")
-    raise SystemExit(128 + signum)  # unwinds through joblib, which then ends its worker processes
-
-
-def stop_workers_on_sigterm(config: DictConfig) -> None:
-    """Under a launcher that runs the jobs in worker processes (joblib), make SIGTERM to the sweep
-    (``timeout``, ``kill``, a scheduler) end them as Ctrl-C does: by default only the sweep
-    process died and its workers went on training, unsupervised. In-process jobs (the basic
-    launcher) are left to Lightning's own SIGTERM handling."""
-    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
-    if "joblib" in target.lower() and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+def objective(metrics: dict[str, Any] | None) -> float:
+    """The value a Hydra sweeper optimises (higher is better): the best validation mean IoU, never a
+    test score (a sweeper would tune on the test set); NaN for a failed job or one without a
+    validation score (Optuna marks such a trial failed)."""
+    value = (metrics or {}).get("best_val_miou")
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 class SweepSummary(Callback):
