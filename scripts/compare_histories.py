@@ -17,19 +17,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset.image_size=32",
-    "dataset.generator.num_images=16",
-    "dataset.split={train: 0.5, val: 0.25, test: 0.25}",
-    "batch_size=4",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-    "trainer.max_epochs=2",
-    "model.net.decoder_channels=[32,16,16,8,8]",
-    "robustness.pgd_steps=2",
-    "logger=none",
-    "seed=0",
-]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import TINY as TEST_TINY  # noqa: E402  (the test suite's tiny run, one definition)
+
+TINY = [*TEST_TINY, "trainer.max_epochs=2", "logger=none", "seed=0"]
 RUNS = {
     "invfgsm": ["aug=invfgsm"],
     "invfgsm_free": ["aug=invfgsm", "aug.mode=free"],

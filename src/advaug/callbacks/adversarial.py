@@ -52,29 +52,18 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
     def __init__(
         self,
         method: str = "fgsm",
-        eps: float = 0.1,
-        eps_sampling: str = "uniform",
-        labels: str | bool = "true",
         every_n_epochs: int = 1,
         start_epoch: int = 0,
-        fraction: float = 1.0,
         attack_batch_size: int = 32,
         steps: int = 10,
         step_size: float | None = None,
         random_start: bool = True,
-        use_eval_mode: bool = True,
         precision: str = "fp32",
-        seed: int = 0,
-        loss_stats_samples: int = 16,
-        figure_samples: int = 4,
-        figure_every_n_epochs: int = 1,
         source: str | None = None,
+        **settings: Any,
     ) -> None:
         PoolCallback.__init__(self, every_n_epochs, start_epoch, source)
-        self._init_settings(
-            method, eps, eps_sampling, labels, fraction, seed, loss_stats_samples, figure_samples,
-            figure_every_n_epochs, use_eval_mode,
-        )
+        self._init_settings(method, **settings)
         if int(attack_batch_size) < 1:
             raise ConfigError(f"aug.attack_batch_size={attack_batch_size}: must be at least 1.")
         check_precision(precision, "aug.precision")

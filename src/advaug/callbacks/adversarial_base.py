@@ -69,15 +69,15 @@ class AdversarialProducer:
 
     def _init_settings(
         self,
-        method: str,
-        eps: float,
-        eps_sampling: str,
-        labels: str | bool,
-        fraction: float,
-        seed: int,
-        loss_stats_samples: int,
-        figure_samples: int,
-        figure_every_n_epochs: int,
+        method: str = "fgsm",
+        eps: float = 0.1,
+        eps_sampling: str = "uniform",
+        labels: str | bool = "true",
+        fraction: float = 1.0,
+        seed: int = 0,
+        loss_stats_samples: int = 16,
+        figure_samples: int = 4,
+        figure_every_n_epochs: int = 1,
         use_eval_mode: bool = True,
     ) -> None:
         method = check_attack(str(method), "aug.method")

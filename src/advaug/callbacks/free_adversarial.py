@@ -45,23 +45,12 @@ class FreeAdversarial(AdversarialProducer, L.Callback):
     def __init__(
         self,
         method: str = "fgsm",
-        eps: float = 0.1,
-        eps_sampling: str = "uniform",
-        labels: str | bool = "true",
         every_n_epochs: int = 1,
         start_epoch: int = 0,
-        fraction: float = 1.0,
-        use_eval_mode: bool = True,
-        seed: int = 0,
-        loss_stats_samples: int = 16,
-        figure_samples: int = 4,
-        figure_every_n_epochs: int = 1,
         source: str | None = None,
+        **settings: Any,
     ) -> None:
-        self._init_settings(
-            method, eps, eps_sampling, labels, fraction, seed, loss_stats_samples, figure_samples,
-            figure_every_n_epochs, use_eval_mode,
-        )
+        self._init_settings(method, **settings)
         if self.method not in SINGLE_STEP:
             raise ConfigError(
                 f"aug.mode=free with aug.method={method}: free mode reuses the one training gradient, "
