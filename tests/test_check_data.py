@@ -137,7 +137,7 @@ def test_pairs_left_out_of_splits_json_are_named(tmp_path, caplog):
     # a splits.json written before new images were added: the new pairs silently went unused
     import json
 
-    from advaug.data.folder import resolve_splits
+    from advaug.data.splits import resolve_splits
 
     for name in "abcdef":
         write_pair(tmp_path, name)
@@ -211,7 +211,7 @@ def test_check_dataset_config_passes_every_dataset_option(tmp_path):
     import json
 
     from advaug.data import SegmentationDataModule
-    from advaug.data.folder import SPLITS
+    from advaug.data.splits import SPLITS
 
     root = tmp_path / "ds"
     lossy = np.zeros((20, 24), np.uint8)

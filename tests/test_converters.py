@@ -16,7 +16,8 @@ from PIL import Image
 from advaug.data.converters import prepare
 from advaug.data.converters.common import patient_split
 from advaug.data.converters.ct import square_fov
-from advaug.data.folder import find_pairs, load_pairs, read_splits
+from advaug.data.folder import find_pairs, load_pairs
+from advaug.data.splits import read_splits
 from advaug.errors import DatasetError
 
 nib = pytest.importorskip("nibabel")

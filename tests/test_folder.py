@@ -11,9 +11,8 @@ from advaug.data.folder import (
     load_pairs,
     mask_to_ids,
     read_mask_ids,
-    read_splits,
-    seeded_split,
 )
+from advaug.data.splits import read_splits, seeded_split
 from advaug.errors import DatasetError
 
 

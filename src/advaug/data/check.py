@@ -16,16 +16,13 @@ from PIL import Image
 
 from advaug.data.folder import (
     HIGH_DEPTH_MODES,
-    SPLITS,
     check_intensity_range,
     check_mask_threshold,
     find_pairs,
     open_image,
     read_mask_ids,
-    resolve_splits,
-    unused_ids,
-    unused_note,
 )
+from advaug.data.splits import SPLITS, resolve_splits, unused_ids, unused_note
 from advaug.errors import DatasetError
 
 GRAYSCALE_MODES = ("1", "L", "LA", *HIGH_DEPTH_MODES)

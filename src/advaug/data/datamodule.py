@@ -18,35 +18,14 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from advaug.data.datasets import CleanPairs, as_float_images
 from advaug.data.device_batches import DeviceBatches
 from advaug.data.pool import Placement, SamplePool
-from advaug.data.folder import (
-    SPLITS,
-    check_intensity_range,
-    check_mask_threshold,
-    find_pairs,
-    load_pairs,
-    resolve_splits,
-)
+from advaug.data.sharding import check_eval_shards, drops_single_last
+from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
+from advaug.data.splits import SPLITS, resolve_splits
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
 from advaug.rules import check_num_classes
 
 log = logging.getLogger(__name__)
-
-
-def _check_eval_shards(split: str, size: int, world_size: int) -> None:
-    """Refuse a DDP evaluation split with fewer samples than processes, in one message.
-
-    Lightning's ``UnrepeatedDistributedSampler`` fails a bare ``assert`` on a rank left without a
-    sample, and rank 0 then reports "Connection closed by peer". Every rank sees the same split
-    sizes, so all of them stop here alike, before any of them waits on the others.
-    """
-    if size < world_size:
-        raise ConfigError(
-            f"the {split} split has {size} sample(s) but this DDP run has {world_size} processes, "
-            f"and each evaluates at least one sample: put at least {world_size} samples in the "
-            f"{split} split (dataset.split or splits.json) or run on fewer devices (trainer.devices, "
-            "trainer.num_nodes)."
-        )
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -198,21 +177,8 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def _drop_single_last(self, num_samples: int) -> bool:
-        """Whether the last training batch of each rank would hold one sample: BatchNorm cannot
-        train on it ("Expected more than 1 value per channel"), so it is dropped (one sample per
-        epoch, a different one each epoch as the order is shuffled)."""
         trainer = getattr(self, "trainer", None)
-        world = trainer.world_size if trainer is not None else 1
-        per_rank = math.ceil(num_samples / world)  # Lightning's DistributedSampler pads to this
-        drop = self.batch_size > 1 and per_rank > 1 and per_rank % self.batch_size == 1
-        if drop:
-            log.info(
-                "train: %d samples per rank at batch size %d leave a last batch of 1, which BatchNorm "
-                "cannot train on; it is dropped each epoch",
-                per_rank,
-                self.batch_size,
-            )
-        return drop
+        return drops_single_last(num_samples, self.batch_size, trainer.world_size if trainer is not None else 1)
 
     def _pin(self) -> bool:
         if self.pin_memory is not None:
@@ -284,7 +250,7 @@ class SegmentationDataModule(L.LightningDataModule):
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:
-            _check_eval_shards(split, len(dataset), trainer.world_size)
+            check_eval_shards(split, len(dataset), trainer.world_size)
             # DDP: every sample exactly once over all ranks (Lightning's default sampler would pad
             # uneven shards with repeats and bias the dataset-level metrics)
             sampler = UnrepeatedDistributedSampler(

@@ -15,7 +15,7 @@ from typing import Any
 from advaug.data.converters import msd_colon, polyp, verse
 from advaug.data.converters.common import Progress, SliceWriter, check_output, open_source
 from advaug.data.converters.ct import SliceOptions, write_cases
-from advaug.data.folder import check_ratios
+from advaug.data.splits import check_ratios
 
 FORMAT_VERSION = 1
 NAMES = ("colon", "lumbar", "polyp")

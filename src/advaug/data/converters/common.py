@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from advaug.data.folder import SPLITS, check_ratios, seeded_split
+from advaug.data.splits import SPLITS, check_ratios, seeded_split
 from advaug.errors import DatasetError
 from advaug.utils.io import shared_temp_dir
 
