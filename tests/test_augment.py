@@ -293,7 +293,7 @@ def test_transformed_pairs_take_the_indexed_sources_and_seed_each_sample():
     images = torch.stack([torch.full((3, 8, 8), v, dtype=torch.uint8) for v in (10, 20, 30)])
     masks = torch.stack([torch.full((8, 8), v, dtype=torch.uint8) for v in (0, 1, 0)])
     keep = Pipeline({"jitter": A.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0, p=1.0)})
-    out_images, out_masks = transformed_copies(images, masks, keep, [2, 0, 1, 1], seed=0, epoch=0)
+    out_images, out_masks = transformed_copies(TransformedPairs(images, masks, keep, [2, 0, 1, 1], seed=0, epoch=0))
     assert out_images[:, 0, 0, 0].tolist() == [30, 10, 20, 20] and out_masks[:, 0, 0].tolist() == [0, 0, 1, 1]
     assert out_masks.dtype == torch.long and out_images.dtype == torch.uint8
     # the same source twice (aug.fraction > 1) gets two draws, one per sample position

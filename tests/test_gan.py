@@ -188,9 +188,9 @@ def test_gan_pool_draws_new_masks_and_noise_per_epoch_and_one_small_grid_on_rank
         GanPool(None, None, num_samples=0)
     picked, seeds, grids = [], [], []
 
-    def copies(images, masks, pipeline, indices, seed, epoch, num_workers):
-        picked.append(indices.tolist())
-        return images[indices], masks[indices].long()
+    def copies(pairs, num_workers):
+        picked.append(list(pairs.indices))
+        return pairs.images[pairs.indices], pairs.masks[pairs.indices].long()
 
     monkeypatch.setattr(gan_pool, "transformed_copies", copies)
     monkeypatch.setattr(

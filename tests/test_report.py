@@ -1,7 +1,6 @@
 """Report maths and files from hand-made job folders: mean ± std over seeds, best cells, variants,
 missing / failed jobs listed, Table 2 before/after, and src/report.py as a user runs it."""
 
-import csv
 import importlib.util
 import json
 import math
@@ -11,6 +10,7 @@ import sys
 
 import pytest
 from conftest import ROOT
+from report_jobs import eval_job, make_job, make_sweep, read_csv, resolved
 
 from advaug.errors import ConfigError
 from advaug.reporting import write_report
@@ -19,58 +19,10 @@ from advaug.reporting.collect import collect
 from advaug.reporting.tables import format_cell, metric_title, pivot_markdown, records_csv
 
 
-def make_job(
-    folder, dataset, aug, seed, test_miou, *, val=None, status="completed", robustness=None, overrides=()
-):
-    """A job folder as train(cfg) leaves it: .hydra/overrides.yaml, metrics.json, maybe robustness.json."""
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(
-        "".join(f"- {o}\n" for o in [f"dataset={dataset}", f"aug={aug}", f"seed={seed}", *overrides])
-    )
-    (folder / ".hydra" / "config.yaml").write_text(
-        f"seed: {seed}\ndataset: {{name: {dataset}}}\naug: {{name: {aug}}}\n"
-    )
-    val = val or {0: 0.5, 10: test_miou - 0.1, 20: test_miou - 0.05, 30: test_miou}
-    history = [{"epoch": e, "val/miou": v, "val/iou_fg": v / 2, "val/dice": v / 3} for e, v in val.items()]
-    metrics = {"status": status, "dataset": dataset, "aug": aug, "seed": seed, "history": history,
-               "test": {"test/miou": test_miou, "test/iou_fg": test_miou / 2, "test/dice": test_miou / 3}}  # fmt: skip
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    if robustness is not None:
-        rows = [{"method": "clean", "eps": 0.0, "labels": "none", "steps": 0, "miou": test_miou}]
-        rows += [
-            {"method": m, "eps": e, "labels": lab, "steps": 1, "miou": v}
-            for (m, e, lab), v in robustness.items()
-        ]
-        for r in rows:
-            r.update(iou_fg=r["miou"] / 2, dice=r["miou"] / 3)
-        (folder / "robustness.json").write_text(json.dumps({"meta": {"source": "train"}, "rows": rows}))
-    return folder
-
-
 @pytest.fixture
 def sweep(tmp_path):
-    root = tmp_path / "multiruns" / "2024-01-01_00-00-00"
-    n = 0
-    for aug, scores in [("none", (0.70, 0.80, 0.90)), ("fgsm", (0.85, 0.86, 0.87))]:
-        for seed, score in enumerate(scores):
-            attack = {
-                ("fgsm", 0.0118, "true"): score - 0.2 + (0.15 if aug == "fgsm" else 0),
-                ("fgsm", 0.1176, "true"): 0.3,
-            }
-            make_job(root / f"{n}_aug={aug},seed={seed}", "colon", aug, seed, score, robustness=attack)
-            n += 1
-    make_job(root / f"{n}_aug=invfgsm,seed=0", "colon", "invfgsm", 0, 0.99, status="failed",
-             robustness={("fgsm", 0.0118, "true"): 0.99})  # fmt: skip
-    crashed = root / f"{n + 1}_aug=invfgsm,seed=1"
-    (crashed / ".hydra").mkdir(parents=True)
-    (crashed / ".hydra" / "config.yaml").write_text("seed: 1\ndataset: {name: colon}\naug: {name: invfgsm}\n")
-    (root / "multirun.yaml").write_text("hydra: {}\n")
-    return root
+    return make_sweep(tmp_path)
 
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_mean_std_over_seeds():
@@ -250,30 +202,6 @@ def test_an_override_that_repeats_the_default_is_no_variant(tmp_path):
             f"seed: {i}\ndataset: {{name: polyp}}\naug: {{name: fgsm, eps: {eps}}}\ntrainer: {{max_epochs: 30}}\n"
         )
     assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm", "fgsm [aug.eps=0.05]"]
-
-
-def eval_job(folder, run, dataset, aug, seed, rows, **meta_extra):
-    """A src/evaluate.py output folder as evaluate_checkpoint leaves it: robustness.json whose meta
-    names the scored checkpoint, and an evaluate config without the training keys (no trainer.*)."""
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(f"- ckpt_path={run}/checkpoints/best.ckpt\n")
-    (folder / ".hydra" / "config.yaml").write_text("task_name: evaluate\nrobustness: {eps: [0.0118]}\n")
-    meta = {"source": "evaluate", "ckpt_path": str(run.resolve() / "checkpoints" / "best.ckpt"),
-            "dataset": dataset, "aug": aug, "seed": seed, **meta_extra}  # fmt: skip
-    rows = [{"method": m, "attack": m, "eps": e, "labels": lab, "steps": 1, "miou": v, "iou_fg": v, "dice": v}
-            for m, e, lab, v in rows]  # fmt: skip
-    (folder / "robustness.json").write_text(json.dumps({"meta": meta, "rows": rows}))
-    return folder
-
-
-def resolved(job, seed, aug, **aug_keys):
-    """Give a job folder a config_resolved.yaml with trainer keys and the aug's effective values."""
-    extra = "".join(f", {k}: {v}" for k, v in aug_keys.items())
-    (job / "config_resolved.yaml").write_text(
-        f"seed: {seed}\ndataset: {{name: polyp}}\naug: {{name: {aug}{extra}}}\n"
-        "trainer: {accelerator: gpu, max_epochs: 30}\n"
-    )
-    return job
 
 
 def test_margins_csv_holds_every_margin_field(sweep, tmp_path):
@@ -479,216 +407,3 @@ def test_pivot_marks_the_best_within_its_block_among_two_filled_cells(tmp_path):
     assert rows[1]["std"] == "" and rows[3]["mean"] == "" and rows[0]["std"] == "0.01"  # NaN stays empty
     assert metric_title("iou_c2") == "IoU of class 2" and metric_title("dice_c3") == "dice of class 3"
     assert metric_title("miou").startswith("mean IoU") and metric_title("loss") == "loss"
-
-
-# -- collect: which folders are jobs, and what a broken or half-written job reads as ---------------
-def test_job_folders_by_any_marker_but_not_inside_a_job_or_a_hidden_folder(tmp_path):
-    (tmp_path / "a").mkdir()  # hydra.output_subdir=null and crashed: only config_resolved.yaml
-    (tmp_path / "a" / "config_resolved.yaml").write_text(
-        "seed: 4\ndataset: {name: polyp}\naug: {name: fgsm}\n"
-    )
-    (tmp_path / "b" / ".hydra").mkdir(parents=True)
-    (tmp_path / "b" / ".hydra" / "overrides.yaml").write_text("- aug=none\n")
-    make_job(tmp_path / "c", "polyp", "none", 0, 0.7)
-    (tmp_path / "c" / "eval").mkdir()  # a folder inside a job is that job's business, not a job
-    (tmp_path / "c" / "eval" / "metrics.json").write_text('{"status": "completed", "seed": 0}')
-    make_job(tmp_path / ".trash" / "d", "polyp", "none", 0, 0.7)  # hidden: not searched
-    jobs = {j.path.name: j for j in collect([tmp_path])}
-    assert sorted(jobs) == ["a", "b", "c"]
-    a = jobs["a"]
-    assert (a.status, a.dataset, a.aug, a.seed) == ("missing", "polyp", "fgsm", 4)  # facts from its config
-    assert a.reason == "no metrics.json (the job crashed, was killed or is still running)"
-    assert jobs["b"].status == "missing" and jobs["c"].status == "completed"
-
-
-def test_a_broken_job_is_failed_or_missing_with_its_reason_never_an_error(tmp_path):
-    (tmp_path / "list").mkdir()
-    (tmp_path / "list" / "metrics.json").write_text("[1, 2]")
-    (tmp_path / "stopped").mkdir()
-    (tmp_path / "stopped" / "metrics.json").write_text(
-        json.dumps({"status": "interrupted", "error": "SIGTERM at epoch 3", "seed": 1})
-    )
-    (tmp_path / "broken" / ".hydra").mkdir(parents=True)
-    (tmp_path / "broken" / ".hydra" / "config.yaml").write_text("seed: [\n")  # cut off mid-write
-    (tmp_path / "env" / ".hydra").mkdir(parents=True)  # resolves only where that variable was set
-    (tmp_path / "env" / ".hydra" / "config.yaml").write_text(
-        "seed: ${oc.env:ADVAUG_UNSET_SEED}\naug: {name: none}\n"
-    )
-    make_job(tmp_path / "done", "polyp", "none", 0, 0.7)
-    (tmp_path / "done" / "robustness.json").write_text('{"meta": ')
-    jobs = {j.path.name: j for j in collect([tmp_path])}
-    assert (jobs["list"].status, jobs["list"].reason) == ("failed", "metrics.json is not a JSON object")
-    assert (jobs["stopped"].status, jobs["stopped"].reason) == (
-        "failed",
-        "status='interrupted' SIGTERM at epoch 3",
-    )
-    assert jobs["broken"].status == "missing" and jobs["broken"].config is None
-    assert (jobs["env"].status, jobs["env"].aug, jobs["env"].seed) == ("missing", "none", None)
-    done = jobs["done"]
-    assert done.status == "completed" and done.robustness is None
-    assert done.reason.startswith("robustness.json unreadable (JSONDecodeError")
-
-
-def test_metrics_json_facts_win_over_the_config(tmp_path):
-    # the config of a `seed=null` run holds no seed; train() records the one it drew in metrics.json
-    make_job(tmp_path / "0", "polyp", "fgsm", 0, 0.7)
-    (tmp_path / "0" / ".hydra" / "config.yaml").write_text("seed: null\ndataset: {name: x}\naug: {name: y}\n")
-    (job,) = collect([tmp_path])
-    assert (job.dataset, job.aug, job.seed, job.method) == ("polyp", "fgsm", 0, "fgsm")
-
-
-def test_run_paths_devices_and_plus_prefixes_make_no_variant(tmp_path):
-    for i in range(3):
-        extra = [f"hydra.run.dir=/runs/{i}", f"paths.output_dir=/out/{i}", f"trainer.devices=[{i}]",
-                 f"logger={'csv' if i else 'wandb'}", f"trainer.enable_progress_bar={bool(i)}"]  # fmt: skip
-        make_job(
-            tmp_path / f"{i}",
-            "polyp",
-            "fgsm",
-            i,
-            0.7,
-            overrides=extra + (["++aug.eps=0.05"] if i == 2 else []),
-        )
-    jobs = sorted(collect([tmp_path]), key=lambda j: j.path.name)
-    assert [j.method for j in jobs] == ["fgsm", "fgsm", "fgsm [aug.eps=0.05]"]
-    assert jobs[2].overrides["aug.eps"] == "0.05"
-
-
-def test_a_config_group_choice_counts_as_an_override(tmp_path):
-    # trainer=gpu names a config group: compared by its choice, not by the resolved keys it set
-    for i, extra in enumerate([["trainer=gpu"], []]):
-        job = make_job(tmp_path / f"{i}", "polyp", "fgsm", i, 0.7, overrides=extra)
-        resolved(job, i, "fgsm")  # both resolved to trainer: {accelerator: gpu, max_epochs: 30}
-    assert sorted(j.method for j in collect([tmp_path])) == ["fgsm", "fgsm [trainer=gpu]"]
-
-
-def test_a_config_group_choice_that_repeats_the_default_is_no_variant(tmp_path):
-    # Hydra records the option each group took in .hydra/hydra.yaml: `trainer=default` given on
-    # the command line took the same option as no override at all
-    for i, extra in enumerate([["trainer=default"], [], ["trainer=gpu"]]):
-        job = make_job(tmp_path / f"{i}", "polyp", "fgsm", i, 0.7, overrides=extra)
-        choice = extra[0].split("=")[1] if extra else "default"
-        (job / ".hydra" / "hydra.yaml").write_text(
-            f"hydra:\n  run: {{dir: '${{now:%H}}'}}\n  runtime:\n    choices: {{trainer: {choice}, aug: fgsm}}\n"
-        )
-    methods = [j.method for j in sorted(collect([tmp_path]), key=lambda j: j.path.name)]
-    assert methods == ["fgsm", "fgsm", "fgsm [trainer=gpu]"]
-
-
-def test_a_variant_is_judged_against_runs_of_the_same_aug_only(tmp_path):
-    # pgd's plain runs use predicted labels: that must not make invfgsm's aug.labels=pred its plain row
-    specs = [("invfgsm", 0, [], "'true'"), ("invfgsm", 1, [], "'true'"), ("invfgsm", 0, ["aug.labels=pred"], "pred"),
-             ("pgd", 0, [], "pred")]  # fmt: skip
-    for i, (aug, seed, extra, labels) in enumerate(specs):
-        resolved(
-            make_job(tmp_path / f"{i}", "polyp", aug, seed, 0.7, overrides=extra), seed, aug, labels=labels
-        )
-    methods = [j.method for j in sorted(collect([tmp_path]), key=lambda j: j.path.name)]
-    assert methods == ["invfgsm", "invfgsm", "invfgsm [aug.labels=pred]", "pgd"]
-
-
-def test_an_evaluation_of_a_run_without_config_resolved_takes_its_row_but_keeps_its_dataset(tmp_path):
-    # a run with only .hydra/ (no config_resolved.yaml) is still the run the checkpoint came from;
-    # the evaluation was on another dataset and recorded no seed (the run drew one: seed=null)
-    runs = tmp_path / "runs"
-    make_job(runs / "plain", "polyp", "invfgsm", 0, 0.7)
-    make_job(runs / "pred", "polyp", "invfgsm", 1, 0.7, overrides=["aug.labels=pred"])
-    eval_job(
-        tmp_path / "eval" / "t0", runs / "pred", "colon", "invfgsm", None, [("pgd", 0.0118, "true", 0.5)]
-    )
-    jobs = {j.path.name: j for j in collect([runs, tmp_path / "eval"])}
-    t0 = jobs["t0"]
-    assert t0.status == "evaluation" and t0.method == "invfgsm [aug.labels=pred]"
-    assert (t0.dataset, t0.seed) == ("colon", 1)
-
-
-def test_a_failed_rerun_or_seedless_jobs_are_no_duplicate_seed(tmp_path):
-    make_job(tmp_path / "try1", "polyp", "fgsm", 0, 0.5, status="failed")
-    make_job(tmp_path / "try2", "polyp", "fgsm", 0, 0.7)  # the rerun of the failed seed 0
-    for name in ("x", "y"):  # jobs that recorded no seed cannot be told apart: not an error
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(
-            '{"status": "completed", "dataset": "polyp", "aug": "none"}'
-        )
-    assert sorted(j.status for j in collect([tmp_path])) == ["completed", "completed", "completed", "failed"]
-
-
-def test_a_folder_without_jobs_is_an_error(tmp_path):
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    with pytest.raises(ConfigError, match=r"no job folders under .*empty \(looked for metrics\.json"):
-        collect([tmp_path / "empty"])
-
-
-# -- write_report: jobs.csv columns, sections per dataset / class, counts, warnings, figure names ---
-def test_jobs_csv_columns_and_sections_per_dataset_and_per_class(tmp_path):
-    make_job(tmp_path / "c0", "colon", "none", 0, 0.8, robustness={("fgsm", 0.0118, "true"): 0.5})
-    job = make_job(tmp_path / "p0", "polyp", "none", 0, 0.6)
-    m = json.loads((job / "metrics.json").read_text())
-    m["test"].update({"test/iou_c1": 0.25, "test/iou_c2": 0.75})  # a 3-class run
-    (job / "metrics.json").write_text(json.dumps(m))
-    written = write_report([tmp_path], tmp_path / "out")
-    rows = {r["path"]: r for r in read_csv(written["jobs.csv"])}
-    assert (rows["../c0"]["test_miou"], rows["../c0"]["robustness"]) == ("0.8", "yes")
-    assert (rows["../p0"]["test_miou"], rows["../p0"]["robustness"]) == ("0.6", "no")
-    md = written["tables.md"].read_text()
-    assert ". Jobs: 2 completed. Cells:" in md  # no "0 failed, 0 missing, 0 evaluation"
-    table1 = md.split("## Table 1")[1].split("## Table 2")[0]
-    assert "dataset **colon**" in table1 and "dataset **polyp**" in table1
-    table3 = md.split("## Table 3")[1]
-    assert "dataset **" not in table3  # one table, datasets as columns
-    assert "#### IoU of class 1\n\n| method | polyp |\n|---|---|\n| none | 0.2500 (n=1) |" in table3
-    figures = md.split("## Figures")[1]
-    assert "robustness_vs_eps.png" in figures and ".csv" not in figures
-
-
-def test_a_report_of_failed_jobs_only_warns_and_draws_no_curves(tmp_path, caplog):
-    root = tmp_path / "failed"
-    make_job(root / "0", "colon", "invfgsm", 0, 0.5, status="failed")
-    with caplog.at_level("WARNING"):
-        written = write_report([root], tmp_path / "out", compare=["invfgsm"], figures=["invfgsm"])
-    assert "val_miou_vs_epoch.png" not in written and "margins.csv" not in written
-    assert not (tmp_path / "out" / "val_miou_vs_epoch.png").exists()
-    assert "_no robustness.json found_" in written["tables.md"].read_text()
-    # --compare needs completed runs of the method; --figures takes any job's grid
-    assert "--compare invfgsm: no method of that name" in caplog.text and "--figures" not in caplog.text
-    assert f"job {root / '0'}: failed (status='failed')" in caplog.text
-
-
-def test_margins_section_lists_each_other_method_once(sweep, tmp_path):
-    page = write_report([sweep], tmp_path / "out", compare=["fgsm"])["tables.md"].read_text()
-    section = page.split("## Margins of fgsm")[1].split("## Figures")[0]
-    assert [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| colon")] == ["none"]
-
-
-def test_published_grids_of_labels_that_reduce_to_one_name_are_all_kept(tmp_path):
-    runs = tmp_path / "runs"
-    for i, root in enumerate(["a/b", "a_b", "a//b"]):  # all three become "..._dataset.root=a_b"
-        job = make_job(runs / f"{i}", "polyp", "none", i, 0.7, overrides=[f"dataset.root={root}"])
-        (job / "figures").mkdir()
-        (job / "figures" / "samples.png").write_bytes(b"\x89PNG" + bytes([i]))
-    write_report([runs], tmp_path / "site", name="page")
-    copied = {p.name: p.read_bytes() for p in (tmp_path / "site" / "page").glob("samples_*.png")}
-    stem = "samples_polyp_none_dataset.root=a_b"
-    assert sorted(copied) == [f"{stem}.png", f"{stem}_2.png", f"{stem}_3.png"]
-    assert sorted(copied.values()) == [b"\x89PNG\x00", b"\x89PNG\x01", b"\x89PNG\x02"]
-
-
-def test_grids_inside_the_output_folder_are_linked_in_place_not_copied(tmp_path):
-    job = make_job(tmp_path / "runs" / "0", "polyp", "none", 0, 0.7)
-    (job / "figures").mkdir()
-    (job / "figures" / "samples.png").write_bytes(b"\x89PNG")
-    written = write_report([tmp_path / "runs"], tmp_path, name="page")
-    assert (
-        written["page.md"] == written["tables.md"] == tmp_path / "page.md"
-    )  # src/report.py prints tables.md
-    page = written["page.md"].read_text()
-    assert "(<runs/0/figures/samples.png>)" in page  # already beside the page: no copy
-    assert not list((tmp_path / "page").glob("samples_*.png"))
-    page = write_report([tmp_path / "runs"], tmp_path / "out")["tables.md"].read_text()  # no name: in place
-    assert "(<../runs/0/figures/samples.png>)" in page and not list((tmp_path / "out").glob("samples_*.png"))
-
-
-def test_the_same_jobs_through_another_spelling_of_the_root_count_once(tmp_path, monkeypatch):
-    make_job(tmp_path / "t1" / "fgsm_0", "polyp", "fgsm", 0, 0.6)
-    monkeypatch.chdir(tmp_path)
-    assert len(collect([tmp_path / "t1", "t1", tmp_path / "t1" / ".." / "t1"])) == 1

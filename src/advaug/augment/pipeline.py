@@ -126,18 +126,10 @@ class TransformedPairs(Dataset):
 
 
 def transformed_copies(
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    pipeline: Pipeline,
-    indices: Sequence[int],
-    seed: int,
-    epoch: int,
-    num_workers: int = 0,
-    batch_size: int = 64,
+    dataset: TransformedPairs, num_workers: int = 0, batch_size: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Transform ``images[indices]`` (uint8 (N,3,H,W)) and their masks in a DataLoader with
-    ``num_workers`` workers; returns uint8 images and long masks, in ``indices`` order."""
-    dataset = TransformedPairs(images, masks, pipeline, indices, seed, epoch)
+    """Every sample of ``dataset`` (its ``images[indices]`` and masks, transformed) through a
+    DataLoader with ``num_workers`` workers: uint8 images and long masks, in ``indices`` order."""
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

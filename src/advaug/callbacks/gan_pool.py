@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from advaug.augment.pipeline import Pipeline, sample_seed, transformed_copies
+from advaug.augment.pipeline import Pipeline, TransformedPairs, sample_seed, transformed_copies
 from advaug.callbacks.pool import PoolCallback, pool_of
 from advaug.callbacks.transform_pool import to_uint8
 from advaug.errors import ConfigError
@@ -84,12 +84,7 @@ class GanPool(PoolCallback):
         rng = np.random.default_rng(sample_seed(self.seed, epoch, -2))
         indices = rng.choice(len(masks), n, replace=n > len(masks))
         _, new_masks = transformed_copies(
-            to_uint8(images),
-            masks.to(torch.uint8),
-            self.mask_pipeline,
-            indices,
-            self.seed,
-            epoch,
+            TransformedPairs(to_uint8(images), masks.to(torch.uint8), self.mask_pipeline, indices, self.seed, epoch),
             self.num_workers,
         )
         assert self.gan is not None, "sample() before the GAN was loaded"

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from advaug.augment.pipeline import Pipeline, sample_seed, transformed_copies
+from advaug.augment.pipeline import Pipeline, TransformedPairs, sample_seed, transformed_copies
 from advaug.callbacks.pool import PoolCallback
 from advaug.errors import ConfigError
 
@@ -78,14 +78,8 @@ class TransformPool(PoolCallback):
         (N,H,W): uint8 images (exact, as the clean ones are uint8) and long masks."""
         indices = pool_indices(len(images), self.fraction, self.seed, epoch)
         return transformed_copies(
-            to_uint8(images),
-            masks.to(torch.uint8),
-            self.pipeline,
-            indices,
-            self.seed,
-            epoch,
-            self.num_workers,
-            self.batch_size,
+            TransformedPairs(to_uint8(images), masks.to(torch.uint8), self.pipeline, indices, self.seed, epoch),
+            self.num_workers,             self.batch_size,
         )
 
     def make_pool(

@@ -1,0 +1,166 @@
+"""W&B offline (names, config, history, figures, modes) and the CSV metrics across a resume
+(advaug/loggers.py)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import wandb
+from conftest import TINY, compose_config
+
+from advaug.errors import ConfigError
+from advaug.training import train
+
+# subprocess runs: no robustness grid, one epoch, so that a job costs seconds
+FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
+
+
+def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
+    return [
+        f"paths.data_dir={data or tmp_path / 'data'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        *TINY,
+        *FAST,
+    ]
+
+
+# -- W&B ---------------------------------------------------------------------------------------
+
+
+def test_wandb_names_follow_the_sweep(tmp_path):
+    cfg = compose_config(
+        ["logger=wandb", "aug=invfgsm", "aug.eps=0.05", "seed=3", "task_name=paper"], tmp_path
+    )
+    logger = cfg.logger.wandb
+    assert (logger.name, logger.group, logger.offline) == ("invfgsm-synthetic-eps0.05-seed3", "paper", True)
+    assert "csv" in cfg.logger  # W&B comes on top of the CSV log, not instead
+
+
+def test_wandb_offline_run_has_config_history_and_figures(tmp_path, tiny_overrides, monkeypatch):
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [
+        *tiny_overrides,
+        "logger=wandb",
+        "trainer.max_epochs=1",
+        "robustness.methods=[fgsm]",
+        "robustness.eps=[0.01]",
+        "robustness.max_batches=1",
+    ]
+    cfg = compose_config(overrides, tmp_path)
+    metrics = train(cfg)
+    wandb.teardown()  # waits for the wandb-core service to flush the event log (as at process exit)
+    out = tmp_path / "run"
+    assert (out / "figures" / "samples.png").is_file()
+    (run_dir,) = list((out / "wandb").glob("offline-run-*"))
+    # wandb >= 0.19 keeps config, history and summary in the run's event log (what `wandb sync`
+    # uploads) rather than in files/*.yaml|json when offline: look for them there
+    (events,) = list(run_dir.glob("run-*.wandb"))
+    log = events.read_bytes()
+    for expected in (
+        "decoder_channels",
+        "none-synthetic-eps0-seed1234",
+        "val/miou",
+        "test/miou",
+        "best_val_miou",
+    ):
+        assert expected.encode() in log, expected
+    assert list((run_dir / "files" / "media" / "images" / "figures").glob("samples_*.png"))
+    assert metrics["test"]["test/miou"] >= 0
+    assert (out / "csv" / "hparams.yaml").is_file()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_wandb_run_stores_each_adversarial_figure_once(tmp_path, tiny_overrides, monkeypatch):
+    # the callback logs adv_epochNNN.png at its step (adv/samples); the end of the run logged every
+    # figures/*.png again under figures/, so the offline run held (and uploaded) each one twice
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [*tiny_overrides, "logger=wandb", "aug=fgsm", "trainer.max_epochs=1", "test=false"]
+    train(compose_config([*overrides, "robustness.enabled=false"], tmp_path))
+    wandb.teardown()
+    out = tmp_path / "run"
+    drawn = sorted(p.name for p in (out / "figures").glob("adv_epoch*.png"))
+    assert drawn == ["adv_epoch000.png"]
+    (run_dir,) = list((out / "wandb").glob("offline-run-*"))
+    media = run_dir / "files" / "media" / "images"
+    assert len(list((media / "adv").glob("samples_*.png"))) == 1  # one per pool, at its step
+    assert not list(media.glob("figures/adv_epoch*.png"))  # not a second copy at the end
+
+
+def _wandb_logger(tmp_path, **kwargs):
+    from advaug.loggers import WandbLogger
+
+    return WandbLogger(project="advaug-test", save_dir=str(tmp_path), **kwargs)
+
+
+def test_wandb_mode_disabled_is_honoured_and_writes_no_run(tmp_path, monkeypatch):
+    # Lightning's offline=True (the config default) set WANDB_MODE=dryrun over the user's value
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = _wandb_logger(tmp_path, offline=True)
+    logger.experiment.log({"x": 1.0})
+    wandb.finish()
+    assert os.environ["WANDB_MODE"] == "disabled"
+    assert not list(tmp_path.rglob("offline-run-*")) and not list(tmp_path.rglob("run-*"))
+
+
+def test_wandb_offline_from_the_config_leaves_wandb_mode_unset(tmp_path, monkeypatch):
+    # WANDB_MODE unset: logger.wandb.offline decides, without leaking into the environment (a
+    # later job of the same sweep process would take it for the user's WANDB_MODE)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = _wandb_logger(tmp_path, offline=True)
+    logger.experiment.log({"x": 1.0})
+    wandb.finish()
+    assert "WANDB_MODE" not in os.environ
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+
+
+@pytest.mark.parametrize("env_mode", [None, "offline"])
+def test_wandb_log_model_offline_is_one_config_error(tmp_path, monkeypatch, env_mode):
+    from hydra.utils import instantiate
+
+    from advaug.run.entry import user_error
+
+    if env_mode:
+        monkeypatch.setenv("WANDB_MODE", env_mode)
+    else:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = compose_config(["logger=wandb", "logger.wandb.log_model=true"], tmp_path)
+    with pytest.raises(Exception) as exc:
+        instantiate(cfg.logger.wandb)
+    found = user_error(exc.value)  # what src/train.py prints as its one line
+    assert isinstance(found, ConfigError), exc.value
+    setting = f"WANDB_MODE={env_mode}" if env_mode else "logger.wandb.offline=true"
+    assert "logger.wandb.log_model=True" in str(found) and setting in str(found)
+    assert "WANDB_OFFLINE=false" in str(found) and "WANDB_MODE=online" in str(found)
+    assert not (tmp_path / "run" / "wandb").exists()
+
+
+def test_csv_metrics_survive_a_resume_in_the_same_folder(tmp_path):
+    # Lightning's writer deletes metrics.csv when its folder is not empty: a run resumed in place
+    # lost every row logged before the interruption
+    from advaug.loggers import CSVLogger
+
+    first = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    first.log_metrics({"val/miou": 0.5}, step=0)
+    first.log_metrics({"train/loss_step": 0.9}, step=4)
+    first.save()
+    again = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    again.log_metrics({"train/loss_step": 0.8}, step=9)
+    again.log_metrics({"val/dice": 0.3}, step=9)  # a key the file has no column for yet
+    again.save()
+    with open(tmp_path / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["0", "4", "9", "9"]
+    assert (
+        rows[0]["val/miou"] == "0.5" and rows[2]["train/loss_step"] == "0.8" and rows[3]["val/dice"] == "0.3"
+    )
