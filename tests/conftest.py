@@ -65,6 +65,15 @@ TINY = [
 ]
 
 
+# subprocess runs of the entry scripts: no robustness grid, one epoch, so that a job costs seconds
+FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
+
+
+def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
+    """Overrides for a seconds-long ``src/train.py`` subprocess writing into tmp_path."""
+    return [f"paths.data_dir={data or tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", *TINY, *FAST]
+
+
 @pytest.fixture
 def tiny_overrides(tmp_path: Path) -> list[str]:
     """Overrides for a seconds-long run on 16 synthetic 32x32 phantoms in tmp_path."""

@@ -10,28 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose_config, subprocess_env
+from conftest import ROOT, compose_config, script_args, subprocess_env
 from test_train import run_script
 
 from advaug.errors import ConfigError
 from advaug.training import train
-
-# subprocess runs: no robustness grid, one epoch, so that a job costs seconds
-FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
-
-
-def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
-    return [
-        f"paths.data_dir={data or tmp_path / 'data'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        *TINY,
-        *FAST,
-    ]
-
 
 # -- DDP ---------------------------------------------------------------------------------------
 

@@ -7,24 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, compose_config, script_args
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from test_train import run_script
-
-# subprocess runs: no robustness grid, one epoch, so that a job costs seconds
-FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
-
-
-def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
-    return [
-        f"paths.data_dir={data or tmp_path / 'data'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        *TINY,
-        *FAST,
-    ]
-
 
 # -- sweeps ------------------------------------------------------------------------------------
 

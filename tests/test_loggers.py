@@ -5,27 +5,13 @@ from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
 
 import pytest
 import wandb
-from conftest import TINY, compose_config
+from conftest import compose_config
 
 from advaug.errors import ConfigError
 from advaug.training import train
-
-# subprocess runs: no robustness grid, one epoch, so that a job costs seconds
-FAST = ["robustness.enabled=false", "trainer.max_epochs=1"]
-
-
-def script_args(tmp_path: Path, data: Path | None = None) -> list[str]:
-    return [
-        f"paths.data_dir={data or tmp_path / 'data'}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        *TINY,
-        *FAST,
-    ]
-
 
 # -- W&B ---------------------------------------------------------------------------------------
 
