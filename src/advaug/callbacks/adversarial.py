@@ -2,7 +2,7 @@
 set made from the *current* weights (the paper's sections 2, 3.2, 3.3; ``aug.mode=regenerate``).
 
 For every epoch its schedule makes due (``start_epoch``, then every ``every_n_epochs``), attack a
-seeded ``fraction`` of the clean training set in batches of ``attack_batch_size`` with the
+seeded ``fraction`` of the training set (base-augmented for that epoch when ``base=`` is set) in batches of ``attack_batch_size`` with the
 unwrapped LightningModule and put the result in the pool (the timing is
 :class:`~advaug.callbacks.pool.PoolCallback`'s). With DDP each rank attacks
 ``chosen[rank::world_size]`` and the shards are all-gathered, so every rank holds the same pool.
@@ -101,7 +101,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         loss_fn = getattr(pl_module, "criterion", None)
         advs, targets, zero = [], [], 0.0
         for start in range(0, len(shard), self.attack_batch_size):
-            x, y = dm.train_images(shard[start : start + self.attack_batch_size], device)
+            x, y = dm.train_images(shard[start : start + self.attack_batch_size], device, epoch)
             target = y if self.labels == "true" else predicted_labels(pl_module, x, self.use_eval_mode)
             result = perturb(
                 pl_module,
@@ -122,8 +122,8 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         if advs:
             adv, masks = torch.cat(advs), torch.cat(targets)
         else:  # a DDP rank with an empty shard still joins the gather
-            adv, masks = dm.train_images(shard, device)
-        clean, _ = dm.train_images(shard[: self.stats_rows])
+            adv, masks = dm.train_images(shard, device, epoch)
+        clean, _ = dm.train_images(shard[: self.stats_rows], epoch=epoch)
         n = len(clean)
         self._stats = (zero / max(len(shard), 1), (clean, masks[:n], adv[:n]))
         return gather_rows(trainer, adv), gather_rows(trainer, masks)

@@ -26,6 +26,11 @@ MARKERS = ("metrics.json", "robustness.json", "config_resolved.yaml")
 HYDRA_MARKERS = ("config.yaml", "overrides.yaml")  # inside .hydra/
 
 
+def method_label(base: str, aug: str) -> str:
+    """``aug``, or ``base + aug`` for an arm stacked on a base augmentation (``rotate + invfgsm``)."""
+    return aug if base in ("none", "", None) else f"{base} + {aug}"
+
+
 @dataclass
 class Job:
     """One training (or evaluation) job and the results it wrote."""
@@ -35,6 +40,7 @@ class Job:
     reason: str = ""
     dataset: str | None = None
     aug: str | None = None
+    base: str = "none"  # the base augmentation beneath aug (base=..., conf/base/)
     seed: int | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
@@ -45,8 +51,9 @@ class Job:
 
     @property
     def method(self) -> str:
-        """The row label: the aug name plus any swept key that sets this job apart (``fgsm [aug.eps=0.05]``)."""
-        name = self.aug or "?"
+        """The row label: the base augmentation (when there is one), the aug name and any swept key
+        that sets this job apart (``fgsm [aug.eps=0.05]``, ``rotate + invfgsm [aug.eps=0.0157]``)."""
+        name = method_label(self.base, self.aug or "?")
         return f"{name} [{self.variant}]" if self.variant else name
 
     @property
@@ -98,7 +105,7 @@ def _config_facts(cfg: Any) -> dict[str, Any]:
         return {}
     return {
         k: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("seed", "seed"))
+        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("base", "base.name"), ("seed", "seed"))
     }
 
 
@@ -151,14 +158,15 @@ def load_job(folder: Path) -> Job:
         else:
             job.status = "completed"
         facts.update(
-            {k: job.metrics[k] for k in ("dataset", "aug", "seed") if job.metrics and k in job.metrics}
+            {k: job.metrics[k] for k in ("dataset", "aug", "base", "seed") if job.metrics and k in job.metrics}
         )
     elif job.robustness and job.robustness.get("meta", {}).get("source") == "evaluate":
         job.status = "evaluation"
-        facts.update({k: v for k, v in job.robustness["meta"].items() if k in ("dataset", "aug", "seed")})
+        facts.update({k: v for k, v in job.robustness["meta"].items() if k in ("dataset", "aug", "base", "seed")})
     else:
         job.reason = "no metrics.json (the job crashed, was killed or is still running)"
     job.dataset, job.aug, job.seed = facts.get("dataset"), facts.get("aug"), facts.get("seed")
+    job.base = facts.get("base") or "none"
     return job
 
 
@@ -211,7 +219,7 @@ def assign_variants(jobs: list[Job]) -> None:
     for job in jobs:
         source = links.get(id(job))
         if job.status == "evaluation" and source is not None:
-            job.variant, job.aug, job.seed = source.variant, source.aug, source.seed
+            job.variant, job.aug, job.base, job.seed = source.variant, source.aug, source.base, source.seed
             job.dataset = job.dataset if job.dataset is not None else source.dataset
 
 

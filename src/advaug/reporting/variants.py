@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from advaug.reporting.collect import Job
 
 # overrides that never distinguish one method from another (they are grouped or irrelevant)
-NOT_A_VARIANT = {"seed", "dataset", "aug", "experiment", "ckpt_path", "task_name", "tags"}
+NOT_A_VARIANT = {"seed", "dataset", "aug", "base", "experiment", "ckpt_path", "task_name", "tags"}
 NOT_A_VARIANT_PREFIX = ("paths.", "hydra.", "trainer.devices", "logger", "trainer.enable_progress_bar")
 
 
@@ -54,7 +54,7 @@ def variant_label(job: Job, keys: list[str], population: list[Job]) -> str:
     for key in keys:
         if key not in job.overrides:
             continue
-        plain = {_value(o, key) for o in population if o.aug == job.aug and key not in o.overrides}
+        plain = {_value(o, key) for o in population if (o.aug, o.base) == (job.aug, job.base) and key not in o.overrides}
         if not plain or _value(job, key) not in plain:
             parts.append(f"{key}={job.overrides[key]}")
     return ",".join(parts)
