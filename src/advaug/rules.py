@@ -85,3 +85,17 @@ def check_eps_sampling(sampling: str, key: str = "eps_sampling") -> str:
     if sampling not in EPS_SAMPLING:
         raise ConfigError(f"{key}={sampling!r}: choose 'fixed' or 'uniform'.")
     return sampling
+
+
+def check_batch_fraction(fraction: float | None, batch_size: int, key: str = "aug.batch_fraction") -> None:
+    """``None`` (the pool joins the epoch), or a share in (0, 1) that puts at least one pool row
+    and at least one clean row into a batch of ``batch_size`` (``round(fraction x batch_size)``)."""
+    if fraction is None:
+        return
+    rows = round(float(fraction) * int(batch_size)) if isinstance(fraction, Real) else -1
+    if not (isinstance(fraction, Real) and 0 < fraction < 1 and 1 <= rows < batch_size):
+        raise ConfigError(
+            f"{key}={fraction!r} with batch_size={batch_size} puts {max(rows, 0)} pool row(s) into a "
+            f"batch: choose a share in (0, 1) giving 1 to {batch_size - 1} of {batch_size} rows "
+            f"(e.g. {key}=0.25), or null to let the pool join the epoch."
+        )

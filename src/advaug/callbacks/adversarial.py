@@ -79,6 +79,11 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         deterministic = self.method in SINGLE_STEP or not self.random_start
         return self.use_eval_mode and deterministic
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            pool_of(trainer).mark_adversarial(self.source)
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook
         images, _ = trainer.datamodule.train_images(torch.arange(1))

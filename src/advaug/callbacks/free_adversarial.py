@@ -77,7 +77,7 @@ class FreeAdversarial(AdversarialProducer, L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            pool_of(trainer)
+            pool_of(trainer).mark_adversarial(self.source)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook

@@ -17,13 +17,14 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, as_float_images
 from advaug.data.device_batches import DeviceBatches
+from advaug.data.mixed_batches import MixedBatchSampler
 from advaug.data.pool import Placement, SamplePool
 from advaug.data.sharding import check_eval_shards, drops_single_last
 from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
 from advaug.data.splits import SPLITS, resolve_splits
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
-from advaug.rules import check_num_classes
+from advaug.rules import check_batch_fraction, check_num_classes
 
 log = logging.getLogger(__name__)
 # the key that sets the base augmentation's per-sample seeds apart from the producers'
@@ -44,6 +45,8 @@ class SegmentationDataModule(L.LightningDataModule):
     ``base`` (a :class:`~advaug.augment.Pipeline`) is the base augmentation: applied on the fly to
     every clean training sample (before ``transform``), and the producers copy base-augmented
     samples (:meth:`training_pairs`), so an attack sees the kind of image the model trains on.
+    ``batch_fraction``: that share of every batch comes from the pool, at the clean set's number
+    of steps (:mod:`advaug.data.mixed_batches`), the order seeded by ``(seed, epoch)``.
     """
 
     def __init__(
@@ -61,6 +64,8 @@ class SegmentationDataModule(L.LightningDataModule):
         intensity_range: list[float] | None = None,
         transform: Callable | None = None,
         base: Callable | None = None,
+        batch_fraction: float | None = None,
+        seed: int = 0,
         generator: Any | None = None,
         pin_memory: bool | None = None,
         on_device: bool = False,
@@ -85,6 +90,9 @@ class SegmentationDataModule(L.LightningDataModule):
         self.split_seed, self.splits_file = int(split_seed), splits_file
         self.mask_threshold, self.transform = check_mask_threshold(mask_threshold, num_classes), transform
         self.base = base
+        # a share of each batch from the pool at the clean set's steps (data/mixed_batches.py)
+        check_batch_fraction(batch_fraction, self.batch_size)
+        self.batch_fraction, self.seed = batch_fraction, int(seed)
         self._base_copies: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # (epoch, copies)
         # 16-bit / float greyscale mapped from this (lo, hi) window; None: each image its min..max
         self.intensity_range = check_intensity_range(intensity_range)
@@ -260,6 +268,8 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         if not self.on_device:
             dataset = self.train_dataset()
+            if self.batch_fraction is not None:
+                return self._loader(dataset, False, self.batch_size, self._mixed_sampler(dataset))
             return self._loader(
                 dataset, True, self.batch_size, drop_last=self._drop_single_last(len(dataset))
             )
@@ -275,8 +285,19 @@ class SegmentationDataModule(L.LightningDataModule):
             index.append(-1 - slot.offset - torch.arange(len(slot), device=device))
             source.append(torch.full((len(slot),), slot.source, device=device))
         images, masks, index, source = (torch.cat(t) for t in (images, masks, index, source))
+        if self.batch_fraction is not None:
+            order = torch.tensor(self._mixed_sampler(images).order, dtype=torch.long, device=device)
+            return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=False, order=order)
         drop_last = self._drop_single_last(len(images))
         return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=True, drop_last=drop_last)
+
+    def _mixed_sampler(self, dataset) -> MixedBatchSampler:
+        """This epoch's mixed batches (``batch_fraction``), seeded by (seed, epoch), this rank's."""
+        trainer = getattr(self, "trainer", None)
+        epoch, rank, world = (0, 0, 1) if trainer is None else (trainer.current_epoch, trainer.global_rank,
+                                                                trainer.world_size)  # fmt: skip
+        n, b, f = self.num_train(), self.batch_size, self.batch_fraction
+        return MixedBatchSampler(dataset, n, b, f, self.seed, epoch, rank, world)
 
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:
