@@ -60,6 +60,18 @@ def check_eps_range(cfg: DictConfig) -> None:
             check_eps(value, key)
 
 
+def check_eps_used(cfg: DictConfig) -> None:
+    """``aug.eps`` (an ``eps=`` preset or ``+aug.eps``) only where an attack reads it: the
+    other augmentations would ignore the size asked for."""
+    eps = OmegaConf.select(cfg, "aug.eps", default=None)
+    if eps is not None and OmegaConf.select(cfg, "aug.method", default=None) is None:
+        name = OmegaConf.select(cfg, "aug.name", default="?")
+        raise ConfigError(
+            f"aug.eps={eps} with aug={name}: only the adversarial augmentations (fgsm, invfgsm, pgd, invpgd) "
+            "use eps; choose one of them (e.g. aug=invfgsm) or drop the eps= preset."
+        )
+
+
 def check_image_size(cfg: DictConfig) -> None:
     """The UNet's encoder halves the image ``encoder_depth`` times: the size must divide evenly."""
     size = OmegaConf.select(cfg, "dataset.image_size", default=None)
@@ -246,6 +258,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed}: must be a non-negative whole number (e.g. seed=1234).")
     check_image_size(cfg)
     check_eps_range(cfg)
+    check_eps_used(cfg)
     check_model(cfg)
     check_optim(cfg)
     check_trainer(cfg)

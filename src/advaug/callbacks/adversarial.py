@@ -42,7 +42,9 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
     Args (beyond :class:`AdversarialProducer`'s):
         every_n_epochs, start_epoch: which epochs train on a fresh pool (:class:`Schedule`).
         attack_batch_size: batch size of the attack forward/backward passes.
-        steps, step_size, random_start: PGD settings (ignored by the single-step methods).
+        steps, step_size: PGD's steps; the step size of every method (:func:`~advaug.attacks.perturb`).
+        random_start: start from x + U(-eps, eps); None = on for PGD, off for FGSM / InvFGSM. The
+            noise comes from the global generator (seeded by ``seed_everything``, restored on resume).
         precision: ``fp32`` or ``bf16`` for the attack's forward/backward.
         source: the pool slot (and batch source) name.
     """
@@ -57,7 +59,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         attack_batch_size: int = 32,
         steps: int = 10,
         step_size: float | None = None,
-        random_start: bool = True,
+        random_start: bool | None = None,
         precision: str = "fp32",
         source: str | None = None,
         **settings: Any,
@@ -70,14 +72,15 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         if self.method not in SINGLE_STEP:
             check_steps(steps, "aug.steps")
         self.attack_batch_size, self.steps, self.step_size = int(attack_batch_size), int(steps), step_size
-        self.random_start, self.precision = bool(random_start), precision
+        self.random_start = self.method not in SINGLE_STEP if random_start is None else bool(random_start)
+        self.precision = precision
         self._stats: tuple[float, tuple[Tensor, Tensor, Tensor]] | None = None
 
     @property
     def rebuildable(self) -> bool:
-        """Whether a pool is a function of the weights it was made from and the seeds only."""
-        deterministic = self.method in SINGLE_STEP or not self.random_start
-        return self.use_eval_mode and deterministic
+        """Whether a pool is a function of the weights it was made from and the seeds only (a
+        random start draws from the global generator, whose state a rebuild cannot replay)."""
+        return self.use_eval_mode and not self.random_start
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
