@@ -122,3 +122,14 @@ def test_a_stacked_sweep_writes_one_labelled_row_per_arm(tmp_path):
     rows = {line.split("|")[1].strip() for line in table3.splitlines() if line.startswith("| ")}
     assert {"none", "invfgsm", "flip + none", "flip + invfgsm"} <= rows
     assert "| synthetic | flip + invfgsm (vs flip + none) |" in page
+
+
+def test_the_design_cards_sweep_composes_for_every_cell(tmp_path, tiny_overrides):
+    # python src/train.py -m aug=none,invfgsm,fgsm base=none,rotate aug.eps=0.0039,0.0118
+    from advaug.config_checks import check_config
+
+    for aug in ("none", "invfgsm", "fgsm"):
+        for base in ("none", "rotate"):
+            cfg = compose_config([*tiny_overrides, f"aug={aug}", f"base={base}", "aug.eps=0.0039"], tmp_path)
+            check_config(cfg)
+            assert cfg.aug.eps == 0.0039 and cfg.base.name == base

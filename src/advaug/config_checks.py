@@ -62,10 +62,11 @@ def check_eps_range(cfg: DictConfig) -> None:
 
 def check_eps_used(cfg: DictConfig) -> None:
     """``aug.eps`` (an ``eps=`` preset or ``+aug.eps``) only where an attack reads it: the
-    other augmentations would ignore the size asked for."""
+    other augmentations would ignore the size asked for. ``aug=none`` accepts it, unused, so
+    that one sweep runs the baseline beside the attacks: ``-m aug=none,fgsm aug.eps=a,b``."""
     eps = OmegaConf.select(cfg, "aug.eps", default=None)
-    if eps is not None and OmegaConf.select(cfg, "aug.method", default=None) is None:
-        name = OmegaConf.select(cfg, "aug.name", default="?")
+    name = OmegaConf.select(cfg, "aug.name", default="?")
+    if eps is not None and name != "none" and OmegaConf.select(cfg, "aug.method", default=None) is None:
         raise ConfigError(
             f"aug.eps={eps} with aug={name}: only the adversarial augmentations (fgsm, invfgsm, pgd, invpgd) "
             "use eps; choose one of them (e.g. aug=invfgsm) or drop the eps= preset."

@@ -30,6 +30,12 @@ def _value(job: Job, key: str) -> str:
     return job.overrides.get(key, "")
 
 
+def _unused(job: Job, key: str) -> bool:
+    """``aug.eps`` of a job whose aug attacks nothing (``aug=none`` in a sweep over eps): the
+    baseline ran once per value, identically, and each run is the plain ``none`` row."""
+    return key == "aug.eps" and job.aug == "none"
+
+
 def varying_keys(jobs: list[Job]) -> list[str]:
     """The overrides (other than seed, dataset, aug, paths, ...) whose effective values differ
     across ``jobs``."""
@@ -52,7 +58,7 @@ def variant_label(job: Job, keys: list[str], population: list[Job]) -> str:
     """
     parts = []
     for key in keys:
-        if key not in job.overrides:
+        if key not in job.overrides or _unused(job, key):
             continue
         plain = {_value(o, key) for o in population if (o.aug, o.base) == (job.aug, job.base) and key not in o.overrides}
         if not plain or _value(job, key) not in plain:
