@@ -21,6 +21,8 @@ SINGLE_STEP = ("fgsm", "invfgsm")
 ATTACK_PRECISIONS = ("fp32", "bf16")
 LABELS = ("true", "pred")
 EPS_SAMPLING = ("fixed", "uniform")
+# AdvProp's auxiliary BatchNorm (models/twin_norm.py): none, twin statistics, twin statistics + affine
+AUX_NORMS = ("none", "stats", "affine")
 
 
 def check_attack(method: str, key: str = "method") -> str:
@@ -85,3 +87,14 @@ def check_eps_sampling(sampling: str, key: str = "eps_sampling") -> str:
     if sampling not in EPS_SAMPLING:
         raise ConfigError(f"{key}={sampling!r}: choose 'fixed' or 'uniform'.")
     return sampling
+
+
+def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
+    """One of :data:`AUX_NORMS`: what the adversarial samples' twin BatchNorm layers own."""
+    if value not in AUX_NORMS:
+        raise ConfigError(
+            f"{key}={value!r}: choose one of {', '.join(AUX_NORMS)} (none: one BatchNorm for all samples; "
+            "stats: adversarial samples get their own BatchNorm statistics; affine: their own statistics "
+            "and affine weight and bias)."
+        )
+    return value
