@@ -262,9 +262,12 @@ def odd_norms() -> nn.Module:
     except TypeError:  # torch before 2.14
         no_bias = nn.BatchNorm2d(4)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 1), no_bias, nn.BatchNorm2d(4, affine=False), nn.BatchNorm2d(4, track_running_stats=False),
+        nn.Conv2d(3, 4, 1),
+        no_bias,
+        nn.BatchNorm2d(4, affine=False),
+        nn.BatchNorm2d(4, track_running_stats=False),
         nn.BatchNorm2d(4, momentum=None),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -304,6 +307,12 @@ def test_routed_restores_the_routing_on_error():
     assert twin_layers(net)[0].route.split is None and not net._forward_pre_hooks
     with pytest.raises(ValueError, match="aux_mask must be a bool tensor of shape"), routed(net, MASK.long()):
         pass
+    outer = nn.Sequential(net)  # routed on outer, but the forward called is the inner net's
+    with pytest.raises(RuntimeError, match=r"call net itself inside"), routed(outer, MASK):
+        net(images())
+    assert not twin_layers(net)[0].route.sorted
+    with routed(outer, MASK):  # inner modules reached through outer's forward: sorted
+        outer(images())
 
 
 # -- refusals ------------------------------------------------------------------------------------

@@ -62,12 +62,14 @@ def make_split(aux_mask: Tensor, device: torch.device | str | None = None) -> Sp
 class AuxRoute:
     """The routing of the current forward, one object referenced by every twin layer of a net (set
     by :func:`routed`): the layers share it without global state, and a deep copy of the net
-    shares its own copy."""
+    shares its own copy. ``sorted``: the net's forward has sorted a mixed batch clean-first (a
+    twin layer reached some other way would see the rows unsorted)."""
 
-    __slots__ = ("split",)
+    __slots__ = ("split", "sorted")
 
     def __init__(self) -> None:
         self.split: Split | None = None
+        self.sorted = False
 
 
 def _batch_norm(stats: _BatchNorm, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -194,6 +196,11 @@ class TwinBatchNorm2d(nn.BatchNorm2d):
             unused = (self.weight, self.bias) if self.aux.affine else ()
             return _batch_norm(self.aux, x, *_with_unused(aux_weight, aux_bias, unused))
         # clean rows first (routed sorted the net's input): two views, one cat, no gather per layer
+        if split.perm is not None and not self.route.sorted:
+            raise RuntimeError(
+                "routed(net, mask): call net itself inside; its forward sorts a mixed batch clean-first "
+                "for the twin layers, and this one was reached without it"
+            )
         n = split.n_main
         return torch.cat(
             [
@@ -277,7 +284,7 @@ def _rows(value: object, index: Tensor, size: int) -> object:
 
 
 @contextmanager
-def _sorted_rows(net: nn.Module, split: Split) -> Iterator[None]:
+def _sorted_rows(net: nn.Module, split: Split, routes: list[AuxRoute]) -> Iterator[None]:
     """While active, ``net``'s forward sorts its input rows clean first and its output rows back.
     Correct because every layer of a CNN treats the rows of a batch alike (a batch statistic does
     not depend on their order), and much cheaper than a gather and a scatter in every twin layer."""
@@ -285,15 +292,27 @@ def _sorted_rows(net: nn.Module, split: Split) -> Iterator[None]:
         yield
         return
     perm, inverse, size = split.perm, split.inverse, split.size
+
+    def mark(value: bool) -> None:
+        for route in routes:
+            route.sorted = value
+
+    def sort_input(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[object, object]:
+        mark(True)
+        return _rows(args, perm, size), _rows(kwargs, perm, size)
+
+    def unsort_output(_module: nn.Module, _args: tuple, out: object) -> object:
+        mark(False)
+        return _rows(out, inverse, size)
+
     handles = [
-        net.register_forward_pre_hook(
-            lambda _m, args, kwargs: (_rows(args, perm, size), _rows(kwargs, perm, size)), with_kwargs=True
-        ),
-        net.register_forward_hook(lambda _m, _args, out: _rows(out, inverse, size)),
+        net.register_forward_pre_hook(sort_input, with_kwargs=True),
+        net.register_forward_hook(unsort_output),
     ]
     try:
         yield
     finally:
+        mark(False)
         for handle in handles:
             handle.remove()
 
@@ -318,7 +337,7 @@ def routed(net: nn.Module, aux_mask: Tensor | None) -> Iterator[nn.Module]:
         if split is None:
             yield net
         else:
-            with _sorted_rows(net, split):
+            with _sorted_rows(net, split, routes):
                 yield net
     finally:
         for route, old in zip(routes, before, strict=True):
