@@ -21,6 +21,8 @@ SINGLE_STEP = ("fgsm", "invfgsm")
 ATTACK_PRECISIONS = ("fp32", "bf16")
 LABELS = ("true", "pred")
 EPS_SAMPLING = ("fixed", "uniform")
+# AdvProp's auxiliary BatchNorm (models/twin_norm.py): none, twin statistics, twin statistics + affine
+AUX_NORMS = ("none", "stats", "affine")
 
 
 def check_attack(method: str, key: str = "method") -> str:
@@ -99,3 +101,14 @@ def check_batch_fraction(fraction: float | None, batch_size: int, key: str = "au
             f"batch: choose a share in (0, 1) giving 1 to {batch_size - 1} of {batch_size} rows "
             f"(e.g. {key}=0.25), or null to let the pool join the epoch."
         )
+
+
+def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
+    """One of :data:`AUX_NORMS`: what the adversarial samples' twin BatchNorm layers own."""
+    if value not in AUX_NORMS:
+        raise ConfigError(
+            f"{key}={value!r}: choose one of {', '.join(AUX_NORMS)} (none: one BatchNorm for all samples; "
+            "stats: adversarial samples get their own BatchNorm statistics; affine: their own statistics "
+            "and affine weight and bias)."
+        )
+    return value
