@@ -147,11 +147,13 @@ def test_ddp_eval_split_smaller_than_the_world_is_one_config_error(phantom_root)
 def test_ddp_adversarial_pool_is_gathered_from_both_ranks(tmp_path, phantom_root):
     # Each of the 2 CPU ranks attacks its own shard of the 8 train images; after the gather every
     # rank trains on the same 8-image pool, so each epoch sees 8 clean + 8 adversarial samples.
-    # On a flip base with twin BatchNorms (affine): DDP needs a gradient for every parameter.
+    # On a flip base with twin BatchNorms (affine): DDP needs a gradient for every parameter. At
+    # 64 pixels: a batch with one adversarial row normalises it alone, which needs more than the
+    # 1x1 bottleneck of 32 pixels.
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
     args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=2", "aug=fgsm"]
-    args += ["base=flip", "model.aux_norm=affine"]
+    args += ["base=flip", "model.aux_norm=affine", "dataset.image_size=64"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())

@@ -54,7 +54,7 @@ def test_a_fit_routes_adversarial_rows_to_the_twin_layers(phantom_root, tmp_path
     assert twins and all(t.aux is not None for t in twins)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     dm = datamodule(phantom_root)
-    dm.batch_fraction = 0.25  # one adversarial row in each batch of 4
+    dm.batch_size, dm.batch_fraction = 8, 0.25  # 2 adversarial rows in the batch of 8 (1 at 1x1 cannot normalise)
     cb = adversarial_augmentation("fgsm", eps=0.01, figure_samples=0, every_n_epochs=0)
     trainer(tmp_path, [cb], max_epochs=2).fit(model, datamodule=dm)
     after = model.state_dict()
@@ -73,13 +73,13 @@ def test_an_advprop_arm_trains_end_to_end_at_the_baselines_steps(tmp_path):
     from test_train import run_script
 
     arm = ["base=flip", "aug=fgsm", "aug.eps=0.0157", "model.aux_norm=affine", "aug.batch_fraction=0.25"]
-    proc = run_script([*script_args(tmp_path), *arm, "trainer.max_epochs=2", "aug.adv_loss_weight=0.5"],
+    proc = run_script([*script_args(tmp_path), *arm, "trainer.max_epochs=2", "aug.adv_loss_weight=0.5", "batch_size=8"],
                       cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["base"] == "flip" and metrics["aug"] == "fgsm"
-    # 8 clean train images at batch 4: aug=none's 2 steps and 8 samples per epoch, 1 row of 4 adversarial
+    # 8 clean train images at batch 8: aug=none's 1 step and 8 samples per epoch, 2 rows adversarial
     assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [8, 8]
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert any(".aux." in k for k in state)  # the twin layers are checkpointed

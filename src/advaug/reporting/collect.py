@@ -232,6 +232,21 @@ def _unique_dirs(roots: list[str | Path]) -> list[Path]:
     return list(seen.values())
 
 
+def mark_repeated_baselines(jobs: list[Job]) -> None:
+    """A sweep over eps that lists ``aug=none`` runs the baseline once per eps value, identically
+    (none reads no eps): the first run of each dataset, base and seed counts, the others get status
+    ``repeat`` (listed in ``jobs.csv``, not averaged as further seeds)."""
+    first: dict[tuple, Path] = {}
+    for job in jobs:
+        if not job.ok or job.seed is None or job.aug != "none" or "aug.eps" not in job.overrides:
+            continue
+        key = (str(job.dataset), job.method, job.seed)
+        if key in first:
+            job.status, job.reason = "repeat", f"the same run as {first[key]} (aug=none reads no aug.eps)"
+        else:
+            first[key] = job.path
+
+
 def check_one_job_per_seed(jobs: list[Job]) -> None:
     """Raise :class:`ConfigError` when two completed job folders hold the same dataset, method and
     seed (a sweep rerun into a new folder): averaging them would count one seed twice."""
@@ -261,5 +276,6 @@ def collect(roots: list[str | Path]) -> list[Job]:
             f"no job folders under {', '.join(map(str, roots))} (looked for {', '.join(MARKERS)} or .hydra/)."
         )
     assign_variants(jobs)
+    mark_repeated_baselines(jobs)
     check_one_job_per_seed(jobs)
     return jobs

@@ -155,7 +155,7 @@ def write_report(
     if t2:
         written["robustness_vs_eps.png"] = plots.plot_robustness(t2, assets / "robustness_vs_eps.png")
 
-    counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation")}
+    counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation", "repeat")}
     md = [f"# {title}", ""]
     if header_text:
         md += [header_text, ""]
