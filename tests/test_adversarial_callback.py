@@ -23,7 +23,7 @@ from advaug.models import SegmentationModule
 from advaug.training import train
 
 
-def tiny_module(classes: int = 2, seed: int = 0) -> SegmentationModule:
+def tiny_module(classes: int = 2, seed: int = 0, **options) -> SegmentationModule:
     torch.manual_seed(seed)
     net = smp.create_model(
         "Unet",
@@ -32,7 +32,9 @@ def tiny_module(classes: int = 2, seed: int = 0) -> SegmentationModule:
         classes=classes,
         decoder_channels=[32, 16, 16, 8, 8],
     )
-    return SegmentationModule(net, num_classes=2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
+    return SegmentationModule(
+        net, num_classes=2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), **options
+    )
 
 
 def datamodule(root) -> SegmentationDataModule:
