@@ -125,10 +125,10 @@ def test_a_stacked_sweep_writes_one_labelled_row_per_arm(tmp_path):
 
 
 def test_the_design_cards_sweep_composes_for_every_cell(tmp_path, tiny_overrides):
-    # python src/train.py -m aug=none,invfgsm,fgsm base=none,rotate aug.eps=0.0039,0.0118
+    # python src/train.py -m aug=none,invfgsm,fgsm base=none,rotate aug.eps=0.0039,0.0118 (+ same_steps)
     from advaug.config_checks import check_config
 
-    for aug in ("none", "invfgsm", "fgsm"):
+    for aug in ("none", "same_steps", "invfgsm", "fgsm"):
         for base in ("none", "rotate"):
             cfg = compose_config([*tiny_overrides, f"aug={aug}", f"base={base}", "aug.eps=0.0039"], tmp_path)
             check_config(cfg)

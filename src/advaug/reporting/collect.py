@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from advaug.errors import ConfigError
 from advaug.reporting.variants import variant_label, varying_keys
+from advaug.rules import CONTROLS
 
 MARKERS = ("metrics.json", "robustness.json", "config_resolved.yaml")
 HYDRA_MARKERS = ("config.yaml", "overrides.yaml")  # inside .hydra/
@@ -233,16 +234,16 @@ def _unique_dirs(roots: list[str | Path]) -> list[Path]:
 
 
 def mark_repeated_baselines(jobs: list[Job]) -> None:
-    """A sweep over eps that lists ``aug=none`` runs the baseline once per eps value, identically
-    (none reads no eps): the first run of each dataset, base and seed counts, the others get status
-    ``repeat`` (listed in ``jobs.csv``, not averaged as further seeds)."""
+    """A sweep over eps that lists a control (``aug=none``, ``same_steps``) runs it once per eps
+    value, identically (it reads no eps): the first run of each dataset, base and seed counts, the
+    others get status ``repeat`` (listed in ``jobs.csv``, not averaged as further seeds)."""
     first: dict[tuple, Path] = {}
     for job in jobs:
-        if not job.ok or job.seed is None or job.aug != "none" or "aug.eps" not in job.overrides:
+        if not job.ok or job.seed is None or job.aug not in CONTROLS or "aug.eps" not in job.overrides:
             continue
         key = (str(job.dataset), job.method, job.seed)
         if key in first:
-            job.status, job.reason = "repeat", f"the same run as {first[key]} (aug=none reads no aug.eps)"
+            job.status, job.reason = "repeat", f"the same run as {first[key]} (aug={job.aug} reads no aug.eps)"
         else:
             first[key] = job.path
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from advaug.metric_keys import LOWER_IS_BETTER, PER_IMAGE_FILE, PER_IMAGE_SCORES
 from advaug.reporting.collect import Job, method_label
+from advaug.rules import CONTROLS
 from advaug.statistics import ALPHA, NOT_TESTED, RESAMPLES, holm, paired_difference, verdict
 
-DEFAULT_REFERENCES = ("none", "same_steps")
+DEFAULT_REFERENCES = CONTROLS
 PAIRED_FIELDS = (
     "dataset", "reference", "method", "metric", "images", "seeds", "reference_mean", "method_mean",
     "difference", "ci_low", "ci_high", "resamples", "p", "p_holm", "verdict", "note", "family",

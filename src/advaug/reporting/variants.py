@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
+from advaug.rules import CONTROLS
+
 if TYPE_CHECKING:
     from advaug.reporting.collect import Job
 
@@ -31,9 +33,9 @@ def _value(job: Job, key: str) -> str:
 
 
 def _unused(job: Job, key: str) -> bool:
-    """``aug.eps`` of a job whose aug attacks nothing (``aug=none`` in a sweep over eps): the
-    baseline ran once per value, identically, and each run is the plain ``none`` row."""
-    return key == "aug.eps" and job.aug == "none"
+    """``aug.eps`` of a control (``aug=none``, ``same_steps``) in a sweep over eps: it reads no
+    eps, so it ran once per value, identically, and each run is the plain control row."""
+    return key == "aug.eps" and job.aug in CONTROLS
 
 
 def varying_keys(jobs: list[Job]) -> list[str]:
