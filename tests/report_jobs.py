@@ -5,19 +5,21 @@ import json
 
 
 def make_job(
-    folder, dataset, aug, seed, test_miou, *, val=None, status="completed", robustness=None, overrides=()
+    folder, dataset, aug, seed, test_miou, *, val=None, status="completed", robustness=None, overrides=(),
+    base=None,
 ):
     """A job folder as train(cfg) leaves it: .hydra/overrides.yaml, metrics.json, maybe robustness.json."""
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(
         "".join(f"- {o}\n" for o in [f"dataset={dataset}", f"aug={aug}", f"seed={seed}", *overrides])
+        + (f"- base={base}\n" if base else "")
     )
     (folder / ".hydra" / "config.yaml").write_text(
-        f"seed: {seed}\ndataset: {{name: {dataset}}}\naug: {{name: {aug}}}\n"
+        f"seed: {seed}\ndataset: {{name: {dataset}}}\naug: {{name: {aug}}}\nbase: {{name: {base or 'none'}}}\n"
     )
     val = val or {0: 0.5, 10: test_miou - 0.1, 20: test_miou - 0.05, 30: test_miou}
     history = [{"epoch": e, "val/miou": v, "val/iou_fg": v / 2, "val/dice": v / 3} for e, v in val.items()]
-    metrics = {"status": status, "dataset": dataset, "aug": aug, "seed": seed, "history": history,
+    metrics = {"status": status, "dataset": dataset, "aug": aug, "base": base or "none", "seed": seed, "history": history,
                "test": {"test/miou": test_miou, "test/iou_fg": test_miou / 2, "test/dice": test_miou / 3}}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(metrics))
     if robustness is not None:

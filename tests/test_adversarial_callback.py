@@ -23,7 +23,7 @@ from advaug.models import SegmentationModule
 from advaug.training import train
 
 
-def tiny_module(classes: int = 2, seed: int = 0) -> SegmentationModule:
+def tiny_module(classes: int = 2, seed: int = 0, **options) -> SegmentationModule:
     torch.manual_seed(seed)
     net = smp.create_model(
         "Unet",
@@ -32,7 +32,9 @@ def tiny_module(classes: int = 2, seed: int = 0) -> SegmentationModule:
         classes=classes,
         decoder_channels=[32, 16, 16, 8, 8],
     )
-    return SegmentationModule(net, num_classes=2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3))
+    return SegmentationModule(
+        net, num_classes=2, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), **options
+    )
 
 
 def datamodule(root) -> SegmentationDataModule:
@@ -225,6 +227,60 @@ def test_configs_build_the_callback(tmp_path, choice):
     cb = instantiate(cfg.aug.callbacks.adversarial)
     assert (cb.method, cb.eps, cb.eps_sampling, cb.labels, cb.seed) == (choice, 0.1, "uniform", "pred", 7)
     assert cfg.aug.transform is None
+
+
+@pytest.mark.parametrize(
+    "choice, overrides, random_start",
+    [
+        ("fgsm", [], False),  # the paper's step: the pool is a function of the weights
+        ("fgsm", ["aug.random_start=true"], True),  # fast FGSM (Wong et al. 2020)
+        ("invfgsm", ["aug.random_start=true"], True),
+        ("pgd", [], True),  # Madry et al.'s start, as before the key existed
+        ("invpgd", ["aug.random_start=false"], False),
+    ],
+)
+def test_random_start_reaches_the_callback_and_decides_rebuildable(tmp_path, choice, overrides, random_start):
+    from hydra.utils import instantiate
+
+    cfg = compose_config([f"aug={choice}", *overrides], tmp_path)
+    cb = instantiate(cfg.aug.callbacks.adversarial)
+    assert cb.random_start is random_start
+    assert cb.rebuildable is not random_start  # a random draw cannot be remade from a checkpoint
+
+
+def test_fgsm_random_start_pool_draws_from_the_seeded_global_generator(trained):
+    module, root = trained
+    dm = datamodule(root)
+    dm.setup("fit")
+    fake = type("FakeTrainer", (), {"datamodule": dm, "global_rank": 0, "world_size": 1})()
+
+    def pool(seed, **kw):
+        cb = adversarial_augmentation("invfgsm", eps=0.03, eps_sampling="fixed", figure_samples=0, **kw)
+        torch.manual_seed(seed)
+        return cb.make_pool(fake, module, epoch=0)[0]
+
+    images, masks = dm.train_images()
+    torch.manual_seed(5)
+    expected = attacks.invfgsm(module, images, masks, 0.03, random_start=True)
+    assert torch.equal(pool(5, random_start=True), expected)
+    assert torch.equal(pool(5, random_start=True), pool(5, random_start=True))
+    assert not torch.equal(pool(5, random_start=True), pool(6, random_start=True))
+    assert torch.equal(pool(5), attacks.invfgsm(module, images, masks, 0.03))  # no draw without it
+
+
+def test_free_mode_refuses_a_random_start(tmp_path):
+    from hydra.utils import instantiate
+
+    from advaug.run.entry import user_error
+
+    cfg = compose_config(["aug=invfgsm", "aug.mode=free", "aug.random_start=true"], tmp_path)
+    with pytest.raises(Exception) as info:  # Hydra wraps the constructor's error
+        instantiate(cfg.aug.callbacks.adversarial)
+    error = user_error(info.value)
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith("aug.mode=free with aug.random_start=true: free mode reuses the training")
+    for random_start in (None, False):  # the default and an explicit no are fine
+        assert adversarial_augmentation("fgsm", mode="free", random_start=random_start).method == "fgsm"
 
 
 def test_bad_input_is_one_clear_error(phantom_root, tmp_path):

@@ -47,6 +47,39 @@ def test_pgd_without_random_start_equals_torchattacks(model_and_batch):
     assert torch.equal(ours, ref)
 
 
+@pytest.mark.parametrize("eps, alpha", [(4 / 255, None), (8 / 255, 10 / 255), (0.1176, 0.05)])
+def test_fgsm_random_start_equals_torchattacks_ffgsm(model_and_batch, eps, alpha):
+    # FFGSM draws torch.randn_like(x).uniform_(-eps, eps) from the global generator: the same
+    # seed and the same normal draw burnt first leave it where our U(-eps, eps) start draws from
+    model, x, y = model_and_batch
+    torch.manual_seed(7)
+    ref = torchattacks.FFGSM(model, eps=eps, alpha=eps if alpha is None else alpha)(x, y)
+    torch.manual_seed(7)
+    torch.randn_like(x)
+    ours = attacks.fgsm(model, x, y, eps, random_start=True, step_size=alpha)
+    assert torch.equal(ours, ref)
+    assert not torch.equal(ours, attacks.fgsm(model, x, y, eps))
+
+
+def test_invfgsm_random_start_lowers_the_loss_within_the_ball(model_and_batch):
+    model, x, y = model_and_batch
+    eps = torch.tensor([0.02, 0.05, 0.1])  # per sample
+    g = torch.Generator().manual_seed(0)
+    start = attacks._random_start(x, eps.view(-1, 1, 1, 1), (0.0, 1.0), g)
+    adv = attacks.invfgsm(model, x, y, eps, random_start=True, generator=torch.Generator().manual_seed(0))
+
+    def losses(images):
+        with torch.no_grad():
+            return F.cross_entropy(model(images), y, reduction="none").mean((1, 2))
+
+    assert (losses(adv) < losses(start)).all()
+    delta = (adv - x).flatten(1).abs().max(1).values
+    assert (delta <= eps + 1e-6).all() and (delta > 0.9 * eps).all()
+    assert adv.min() >= 0 and adv.max() <= 1
+    again = attacks.invfgsm(model, x, y, eps, random_start=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adv, again)
+
+
 def test_directions_change_loss_and_stay_in_ball(model_and_batch):
     model, x, y = model_and_batch
 

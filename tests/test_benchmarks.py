@@ -13,9 +13,10 @@ import attack_throughput  # noqa: E402
 import common  # noqa: E402
 import epoch_cost  # noqa: E402
 import train_throughput  # noqa: E402
+import twin_norm_forward  # noqa: E402
 
 SCRIPTS = {"attack_throughput.py": attack_throughput, "train_throughput.py": train_throughput,
-           "epoch_cost.py": epoch_cost}  # fmt: skip
+           "epoch_cost.py": epoch_cost, "twin_norm_forward.py": twin_norm_forward}  # fmt: skip
 # 4 clean + 4 pool images of 32², batch 2 (4 steps an epoch), on the CPU
 SMALL_SET = ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--epochs", "3"]
 
@@ -68,6 +69,24 @@ def test_epoch_cost_always_measures_none_first():
 def test_attack_throughput_prints_its_ratio(capsys):
     result = attack_throughput.main(["--device", "cpu", "--batch", "2", "--size", "32", "--repeats", "1"])
     assert result["ratio"] > 0 and "ratio ours / torchattacks" in capsys.readouterr().out
+
+
+def test_twin_norm_forward_prints_every_case_and_ratio(capsys):
+    result = twin_norm_forward.main(["--device", "cpu", "--batch", "4", "--size", "32", "--repeats", "1",
+                                     "--adversarial", "0.5", "--modes", "affine", "--backward"])  # fmt: skip
+    cases = ("affine_all_clean", "affine_mixed")
+    assert set(result) == {"plain_ms"} | {f"{c}_{k}" for c in cases for k in ("ms", "ratio", "best_ratio")}
+    out = capsys.readouterr().out
+    assert "forward + backward" in out and "2 adversarial rows" in out and "affine, mixed |" in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["--modes", "none"], ["--adversarial", "0"], ["--batch", "2", "--adversarial", "0.9"]]
+)
+def test_twin_norm_forward_rejects_what_is_not_a_mixed_twin_batch(argv):
+    with pytest.raises(SystemExit) as exit_:
+        twin_norm_forward.parse_args(argv)
+    assert exit_.value.code == 2
 
 
 @pytest.mark.slow

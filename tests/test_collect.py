@@ -151,3 +151,19 @@ def test_a_folder_without_jobs_is_an_error(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"no job folders under .*empty \(looked for metrics\.json"):
         collect([tmp_path / "empty"])
+
+
+def test_the_baseline_of_a_sweep_over_eps_is_the_plain_none_row(tmp_path):
+    # -m aug=none,fgsm base=none,rotate aug.eps=0.01,0.05: none runs once per eps, identically
+    root = tmp_path / "s"
+    for aug in ("none", "fgsm"):
+        for base in (None, "rotate"):
+            for eps in ("0.01", "0.05"):
+                name = f"{aug}_{base}_{eps}"
+                make_job(root / name, "colon", aug, 0, 0.8, base=base, overrides=[f"aug.eps={eps}"])
+    jobs = collect([root])
+    methods = sorted(j.method for j in jobs if j.ok)
+    assert methods == ["fgsm [aug.eps=0.01]", "fgsm [aug.eps=0.05]", "none",
+                       "rotate + fgsm [aug.eps=0.01]", "rotate + fgsm [aug.eps=0.05]", "rotate + none"]  # fmt: skip
+    (repeat,) = [j for j in jobs if j.status == "repeat" and j.base == "none"]
+    assert repeat.method == "none" and "none_None_0.01" in repeat.reason and "reads no aug.eps" in repeat.reason

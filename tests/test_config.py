@@ -24,6 +24,16 @@ def test_every_choice_composes(group, choice, tmp_path):
     assert Path(cfg.paths.root_dir) == ROOT
 
 
+@pytest.mark.parametrize("preset", choices("eps"))
+def test_eps_presets_are_k_over_255_and_reach_the_callback(preset, tmp_path):
+    cfg = compose_config(["aug=invfgsm", f"eps={preset}"], tmp_path)
+    k = float(preset.removesuffix("over255"))
+    assert cfg.aug.eps == k / 255 and cfg.aug.method == "invfgsm"  # the rest of aug is untouched
+    assert instantiate(cfg.aug.callbacks.adversarial).eps == k / 255
+    # a plain override still wins over the preset
+    assert compose_config(["aug=fgsm", f"eps={preset}", "aug.eps=0.05"], tmp_path).aug.eps == 0.05
+
+
 def test_default_objects_instantiate(tmp_path):
     cfg = compose_config([], tmp_path)
     model = instantiate(cfg.model)

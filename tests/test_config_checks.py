@@ -71,6 +71,9 @@ def test_shipped_configs_pass(aug, tmp_path):
         (["seed=true"], r"^seed=True: must be a non-negative whole number"),
         (["trainer.devices=[]"], r"^trainer\.devices=\[\]: at least one device"),
         (["+evaluation.eps=2"], r"^evaluation\.eps=2: eps is a perturbation size"),
+        # an eps preset where no attack reads it would be silently ignored
+        (["aug=gan", "eps=4over255"], r"^aug\.eps=0\.0156.* with aug=gan: only the adversarial augmentations"),
+        (["aug=flip", "eps=1over255"], r"^aug\.eps=0\.0039.* with aug=flip: .*drop the eps= preset"),
         # smaller than one encoder stride: the example is the smallest size that works
         (["dataset.image_size=16"], r"multiple of 32 \(e\.g\. dataset\.image_size=32 or 64\)"),
     ],

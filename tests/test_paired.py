@@ -29,12 +29,14 @@ def per_image(folder, scores, hd=None):
 
 
 def sweep(root, gains, seeds=(0, 1, 2), dataset="colon", without=()):
-    """One job per method and seed; method ``m`` scores BASE + gains[m] (+ a seed wobble that
-    cancels in the seed mean) on every image."""
-    for aug, gain in gains.items():
+    """One job per method and seed; method ``m`` (``aug`` or ``base + aug``) scores BASE + gains[m]
+    (+ a seed wobble that cancels in the seed mean) on every image."""
+    for method, gain in gains.items():
+        base, _, aug = method.rpartition(" + ")
         for seed in seeds:
-            folder = make_job(root / f"{aug}_{seed}_{dataset}", dataset, aug, seed, 0.8)
-            if aug not in without:
+            name = f"{method.replace(' + ', '-')}_{seed}_{dataset}"
+            folder = make_job(root / name, dataset, aug, seed, 0.8, base=base or None)
+            if method not in without:
                 per_image(folder, BASE + gain + 0.01 * (seed - 1))
     return root
 
@@ -127,3 +129,27 @@ def test_report_script_reference_and_resamples_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([str(root), "--resamples", "5"])
     assert "at least 100 resamples" in capsys.readouterr().err
+
+
+def test_a_stacked_arm_meets_the_controls_on_its_own_base(tmp_path):
+    gains = {"none": 0.0, "fgsm": 0.02, "rotate + none": 0.04, "rotate + same_steps": 0.05, "rotate + fgsm": 0.07}
+    root = sweep(tmp_path / "s", gains)
+    jobs = collect([root])
+    assert {j.method for j in jobs} == set(gains)
+    assert default_references(sorted(gains)) == ["none", "same_steps"]
+    assert default_references(["rotate + fgsm", "rotate + none"]) == ["none"]
+    rows = paired_rows(jobs, ["none", "same_steps"], n_resamples=500)
+    # rotate + fgsm against rotate + none (its base's control), not against plain none
+    stacked = rows_of(rows, "rotate + fgsm", reference="rotate + none")
+    assert stacked["difference"] == pytest.approx(0.03) and stacked["family"] == "none"
+    assert rows_of(rows, "rotate + fgsm", reference="rotate + same_steps")["difference"] == pytest.approx(0.02)
+    assert rows_of(rows, "fgsm")["difference"] == pytest.approx(0.02)
+    assert not [r for r in rows if r["method"] == "rotate + fgsm" and r["reference"] == "none"]
+    assert not [r for r in rows if r["method"] == "fgsm" and r["reference"] == "same_steps"]  # none there
+    # one Holm family per reference name and metric: fgsm, rotate + same_steps, rotate + fgsm
+    family = [r for r in rows if r["family"] == "none" and r["metric"] == "miou"]
+    assert sorted(r["method"] for r in family) == ["fgsm", "rotate + fgsm", "rotate + same_steps"]
+    page = write_report([root], n_resamples=200)["tables.md"].read_text()
+    assert "each method minus none on the same base augmentation" in page
+    assert "| colon | rotate + fgsm (vs rotate + none) | 30 | 3 vs 3 |" in page
+    assert "| rotate + fgsm | " in page  # Table 3 row label

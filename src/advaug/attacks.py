@@ -3,6 +3,8 @@
 ``fgsm``     x + eps * sign(grad_x L)          (the paper's eq. 1: raises the loss)
 ``invfgsm``  x - eps * sign(grad_x L)          (the paper's eq. 3, InvFGSM: lowers the loss)
 ``pgd`` / ``invpgd``: the multi-step versions (step, project to the L-inf eps-ball, clamp).
+With ``random_start`` the single-step methods are the "fast FGSM" of Wong et al. 2020 ("Fast is
+better than free"): one step of ``step_size`` from a U(-eps, eps) start, projected to the ball.
 
 Images are in [0, 1]; ``eps`` is on that scale (the paper's 0.0012 / 0.0118 / 0.1176 are
 0.3 / 3 / 30 over 255) and may be a float or a per-sample tensor of shape (N,). Gradients are taken
@@ -10,7 +12,7 @@ with respect to the input only (parameters' ``.grad`` stays untouched), with the
 by default, in fp32 (or bf16 on request) even inside an fp16 autocast region, and they work inside
 Lightning's evaluation loops (``inference_mode`` is lifted for the attack).
 
-The maths matches ``torchattacks.FGSM`` / ``torchattacks.PGD`` bit for bit (see tests).
+The maths matches ``torchattacks.FGSM`` / ``FFGSM`` / ``PGD`` bit for bit on the CPU (see tests).
 """
 
 from __future__ import annotations
@@ -152,6 +154,24 @@ def predicted_labels(model: nn.Module, x: Tensor, use_eval_mode: bool = True) ->
         return model(x).argmax(1)
 
 
+def _random_start(
+    x: Tensor, e: float | Tensor, clamp: tuple[float, float], generator: torch.Generator | None
+) -> Tensor:
+    """``clamp(x + U(-eps, eps))``: ``(rand * 2 - 1) * eps`` is bit-equal to torchattacks'
+    ``uniform_(-eps, eps)`` on the CPU and also takes a per-sample eps."""
+    noise = torch.rand(x.shape, generator=generator, device=generator.device if generator else x.device)
+    return torch.clamp(x + (noise.to(x.device) * 2 - 1) * e, min=clamp[0], max=clamp[1])
+
+
+def _project(adv: Tensor, x: Tensor, e: float | Tensor, clamp: tuple[float, float]) -> Tensor:
+    """Back into the L-inf eps-ball around ``x`` and the image range."""
+    if isinstance(e, Tensor):
+        delta = torch.max(torch.min(adv - x, e), -e)
+    else:
+        delta = torch.clamp(adv - x, min=-e, max=e)
+    return torch.clamp(x + delta, min=clamp[0], max=clamp[1])
+
+
 def perturb(
     model: nn.Module,
     x: Tensor,
@@ -161,7 +181,7 @@ def perturb(
     *,
     steps: int = 10,
     step_size: float | None = None,
-    random_start: bool = True,
+    random_start: bool | None = None,
     loss_fn: LossFn | None = None,
     use_eval_mode: bool = True,
     precision: str = "fp32",
@@ -170,36 +190,35 @@ def perturb(
 ) -> AttackResult:
     """Run ``method`` (one of :data:`advaug.rules.ATTACKS`) on a batch and report the zero-gradient share.
 
-    PGD: ``step_size`` defaults to 2.5 * eps / steps (Madry et al.); random start draws
-    U(-eps, eps) noise. ``eps`` may be a float or a per-sample (N,) tensor.
+    ``random_start`` starts from ``clamp(x + U(-eps, eps))`` (drawn from ``generator``, else the
+    global generator of ``x``'s device); None is each method's usual choice: on for PGD (Madry et
+    al.), off for FGSM / InvFGSM (the paper's eq. 1 / 3).
+    PGD: ``step_size`` defaults to 2.5 * eps / steps (Madry et al.).
+    FGSM / InvFGSM ignore ``steps``; their ``step_size`` defaults to eps, so that without random
+    start this is exactly the paper's step and the switch changes nothing else; Wong et al. (and
+    ``torchattacks.FFGSM``'s 10/255 at eps 8/255) use 1.25 * eps for adversarial *training*: pass
+    ``step_size=1.25 * eps`` for that. ``eps`` may be a float or a per-sample (N,) tensor.
     """
     check_attack(method)
     check_eps(eps)
     sign = DIRECTION[method]
-    lo, hi = clamp
+    single = method in SINGLE_STEP
+    random_start = not single if random_start is None else bool(random_start)
     x = x.detach()
     e = _broadcast(eps, x)
     with eval_mode(model, use_eval_mode):
-        if method in SINGLE_STEP:
+        if single and not random_start and step_size is None:
             grad = input_gradient(model, x, y, loss_fn, precision)
             return AttackResult(signed_step(x, grad, e, method, clamp).detach(), _zero_fraction(grad))
-        check_steps(steps)
-        alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)
-        adv = x.clone()
-        if random_start:
-            noise = torch.rand(
-                x.shape, generator=generator, device=generator.device if generator else x.device
-            )
-            adv = torch.clamp(adv + (noise.to(x.device) * 2 - 1) * e, min=lo, max=hi)
+        if single:  # fast FGSM: one projected step, from the random start if asked
+            steps, alpha = 1, e if step_size is None else _broadcast(step_size, x)
+        else:
+            check_steps(steps)
+            alpha = _broadcast(step_size, x) if step_size is not None else e * (2.5 / steps)
+        adv = _random_start(x, e, clamp, generator) if random_start else x.clone()
         for _ in range(steps):
             grad = input_gradient(model, adv, y, loss_fn, precision)
-            adv = adv.detach() + _signed(alpha, sign) * grad.sign()
-            delta = (
-                torch.clamp(adv - x, min=-e, max=e)
-                if not isinstance(e, Tensor)
-                else torch.max(torch.min(adv - x, e), -e)
-            )
-            adv = torch.clamp(x + delta, min=lo, max=hi).detach()
+            adv = _project(adv.detach() + _signed(alpha, sign) * grad.sign(), x, e, clamp).detach()
         return AttackResult(adv, _zero_fraction(grad))
 
 

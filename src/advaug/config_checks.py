@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from advaug.errors import ConfigError
-from advaug.rules import check_eps
+from advaug.rules import CONTROLS, check_eps
 
 # Subtrees whose `eps`-like keys are perturbation sizes on the [0, 1] image scale. The optimizer's
 # `eps` (Adam's numerical epsilon) is a different quantity and is not checked here.
@@ -58,6 +58,19 @@ def check_eps_range(cfg: DictConfig) -> None:
     for key, value in _eps_values(cfg):
         if value is not None:
             check_eps(value, key)
+
+
+def check_eps_used(cfg: DictConfig) -> None:
+    """``aug.eps`` (an ``eps=`` preset or ``+aug.eps``) only where an attack reads it: the
+    other augmentations would ignore the size asked for. The controls (``none``, ``same_steps``)
+    accept it, unused, so that one sweep runs them beside the attacks: ``-m aug=none,fgsm aug.eps=a,b``."""
+    eps = OmegaConf.select(cfg, "aug.eps", default=None)
+    name = OmegaConf.select(cfg, "aug.name", default="?")
+    if eps is not None and name not in CONTROLS and OmegaConf.select(cfg, "aug.method", default=None) is None:
+        raise ConfigError(
+            f"aug.eps={eps} with aug={name}: only the adversarial augmentations (fgsm, invfgsm, pgd, invpgd) "
+            "use eps; choose one of them (e.g. aug=invfgsm) or drop the eps= preset."
+        )
 
 
 def check_image_size(cfg: DictConfig) -> None:
@@ -246,6 +259,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={seed}: must be a non-negative whole number (e.g. seed=1234).")
     check_image_size(cfg)
     check_eps_range(cfg)
+    check_eps_used(cfg)
     check_model(cfg)
     check_optim(cfg)
     check_trainer(cfg)

@@ -20,7 +20,11 @@ SINGLE_STEP = ("fgsm", "invfgsm")
 # an attack's forward/backward: fp16 flushes small input gradients to 0
 ATTACK_PRECISIONS = ("fp32", "bf16")
 LABELS = ("true", "pred")
+# the controls every method is compared with; they read no eps, so a sweep over eps may list them
+CONTROLS = ("none", "same_steps")
 EPS_SAMPLING = ("fixed", "uniform")
+# AdvProp's auxiliary BatchNorm (models/twin_norm.py): none, twin statistics, twin statistics + affine
+AUX_NORMS = ("none", "stats", "affine")
 
 
 def check_attack(method: str, key: str = "method") -> str:
@@ -85,3 +89,28 @@ def check_eps_sampling(sampling: str, key: str = "eps_sampling") -> str:
     if sampling not in EPS_SAMPLING:
         raise ConfigError(f"{key}={sampling!r}: choose 'fixed' or 'uniform'.")
     return sampling
+
+
+def check_batch_fraction(fraction: float | None, batch_size: int, key: str = "aug.batch_fraction") -> None:
+    """``None`` (the pool joins the epoch), or a share in (0, 1) that puts at least one pool row
+    and at least one clean row into a batch of ``batch_size`` (``round(fraction x batch_size)``)."""
+    if fraction is None:
+        return
+    rows = round(float(fraction) * int(batch_size)) if isinstance(fraction, Real) else -1
+    if not (isinstance(fraction, Real) and 0 < fraction < 1 and 1 <= rows < batch_size):
+        raise ConfigError(
+            f"{key}={fraction!r} with batch_size={batch_size} puts {max(rows, 0)} pool row(s) into a "
+            f"batch: choose a share in (0, 1) giving 1 to {batch_size - 1} of {batch_size} rows "
+            f"(e.g. {key}=0.25), or null to let the pool join the epoch."
+        )
+
+
+def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
+    """One of :data:`AUX_NORMS`: what the adversarial samples' twin BatchNorm layers own."""
+    if value not in AUX_NORMS:
+        raise ConfigError(
+            f"{key}={value!r}: choose one of {', '.join(AUX_NORMS)} (none: one BatchNorm for all samples; "
+            "stats: adversarial samples get their own BatchNorm statistics; affine: their own statistics "
+            "and affine weight and bias)."
+        )
+    return value

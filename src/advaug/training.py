@@ -39,7 +39,7 @@ def build(
 ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """Instantiate datamodule, model and trainer (with callbacks and loggers) from the config;
     ``resume_from``: the checkpoint the run will resume (its split is checked against this one's)."""
-    datamodule = instantiate(cfg.dataset)
+    datamodule = instantiate(cfg.dataset, seed=cfg.seed)  # the run's seed orders the mixed batches
     model = instantiate_model(cfg.model)
     callbacks = instantiate_dict(cfg.get("callbacks")) + instantiate_dict(cfg.aug.get("callbacks"))
     # a run output like metrics.json, so not a config choice (callbacks=none keeps it)

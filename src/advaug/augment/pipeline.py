@@ -74,6 +74,7 @@ class Pipeline:
             if isinstance(ops, Mapping)
             else [type(s).__name__ for s in steps]
         )
+        self.seed = int(seed)
         self.compose = A.Compose(steps, p=p, mask_interpolation=cv2.INTER_NEAREST, seed=int(seed) % 2**32)
 
     def reseed(self, seed: int) -> None:
@@ -88,6 +89,22 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({', '.join(self.names)})"
+
+
+class Chain:
+    """Joint transforms applied one after the other, e.g. the base augmentation and then the aug
+    group's on-the-fly pipeline; each step draws its own randomness."""
+
+    def __init__(self, *steps: Any) -> None:
+        self.steps = [s for s in steps if s is not None]
+
+    def __call__(self, **data: Any) -> dict[str, Any]:
+        for step in self.steps:
+            data = step(**data)
+        return data
+
+    def __repr__(self) -> str:
+        return " -> ".join(map(repr, self.steps))
 
 
 class TransformedPairs(Dataset):

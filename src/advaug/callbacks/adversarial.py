@@ -2,7 +2,7 @@
 set made from the *current* weights (the paper's sections 2, 3.2, 3.3; ``aug.mode=regenerate``).
 
 For every epoch its schedule makes due (``start_epoch``, then every ``every_n_epochs``), attack a
-seeded ``fraction`` of the clean training set in batches of ``attack_batch_size`` with the
+seeded ``fraction`` of the training set (base-augmented for that epoch when ``base=`` is set) in batches of ``attack_batch_size`` with the
 unwrapped LightningModule and put the result in the pool (the timing is
 :class:`~advaug.callbacks.pool.PoolCallback`'s). With DDP each rank attacks
 ``chosen[rank::world_size]`` and the shards are all-gathered, so every rank holds the same pool.
@@ -42,7 +42,9 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
     Args (beyond :class:`AdversarialProducer`'s):
         every_n_epochs, start_epoch: which epochs train on a fresh pool (:class:`Schedule`).
         attack_batch_size: batch size of the attack forward/backward passes.
-        steps, step_size, random_start: PGD settings (ignored by the single-step methods).
+        steps, step_size: PGD's steps; the step size of every method (:func:`~advaug.attacks.perturb`).
+        random_start: start from x + U(-eps, eps); None = on for PGD, off for FGSM / InvFGSM. The
+            noise comes from the global generator (seeded by ``seed_everything``, restored on resume).
         precision: ``fp32`` or ``bf16`` for the attack's forward/backward.
         source: the pool slot (and batch source) name.
     """
@@ -57,7 +59,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         attack_batch_size: int = 32,
         steps: int = 10,
         step_size: float | None = None,
-        random_start: bool = True,
+        random_start: bool | None = None,
         precision: str = "fp32",
         source: str | None = None,
         **settings: Any,
@@ -70,14 +72,20 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         if self.method not in SINGLE_STEP:
             check_steps(steps, "aug.steps")
         self.attack_batch_size, self.steps, self.step_size = int(attack_batch_size), int(steps), step_size
-        self.random_start, self.precision = bool(random_start), precision
+        self.random_start = self.method not in SINGLE_STEP if random_start is None else bool(random_start)
+        self.precision = precision
         self._stats: tuple[float, tuple[Tensor, Tensor, Tensor]] | None = None
 
     @property
     def rebuildable(self) -> bool:
-        """Whether a pool is a function of the weights it was made from and the seeds only."""
-        deterministic = self.method in SINGLE_STEP or not self.random_start
-        return self.use_eval_mode and deterministic
+        """Whether a pool is a function of the weights it was made from and the seeds only (a
+        random start draws from the global generator, whose state a rebuild cannot replay)."""
+        return self.use_eval_mode and not self.random_start
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            pool_of(trainer).mark_adversarial(self.source)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook
@@ -101,7 +109,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         loss_fn = getattr(pl_module, "criterion", None)
         advs, targets, zero = [], [], 0.0
         for start in range(0, len(shard), self.attack_batch_size):
-            x, y = dm.train_images(shard[start : start + self.attack_batch_size], device)
+            x, y = dm.train_images(shard[start : start + self.attack_batch_size], device, epoch)
             target = y if self.labels == "true" else predicted_labels(pl_module, x, self.use_eval_mode)
             result = perturb(
                 pl_module,
@@ -122,8 +130,8 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         if advs:
             adv, masks = torch.cat(advs), torch.cat(targets)
         else:  # a DDP rank with an empty shard still joins the gather
-            adv, masks = dm.train_images(shard, device)
-        clean, _ = dm.train_images(shard[: self.stats_rows])
+            adv, masks = dm.train_images(shard, device, epoch)
+        clean, _ = dm.train_images(shard[: self.stats_rows], epoch=epoch)
         n = len(clean)
         self._stats = (zero / max(len(shard), 1), (clean, masks[:n], adv[:n]))
         return gather_rows(trainer, adv), gather_rows(trainer, masks)

@@ -11,8 +11,9 @@ from advaug.callbacks.free_adversarial import FreeAdversarial
 from advaug.errors import ConfigError
 
 MODES = {"regenerate": RegenerateAdversarial, "free": FreeAdversarial}
-# settings of the attack itself, which free mode does not run (it takes the training gradient)
-REGENERATE_ONLY = ("attack_batch_size", "steps", "step_size", "random_start", "precision")
+# settings of the attack itself, which free mode does not run (it takes the training gradient);
+# random_start is not among them: FreeAdversarial refuses it rather than ignore it
+REGENERATE_ONLY = ("attack_batch_size", "steps", "step_size", "precision")
 
 
 def adversarial_augmentation(

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class FreeAdversarial(AdversarialProducer, L.Callback):
     """Collects ``x ± eps * sign(grad_x L)`` of the chosen clean samples during each training
     epoch and publishes them as the pool slot ``source`` of the next (args as
-    :class:`AdversarialProducer`, plus the :class:`Schedule`)."""
+    :class:`AdversarialProducer`, plus the :class:`Schedule`; ``random_start`` only to refuse it)."""
 
     def __init__(
         self,
@@ -48,9 +48,16 @@ class FreeAdversarial(AdversarialProducer, L.Callback):
         every_n_epochs: int = 1,
         start_epoch: int = 0,
         source: str | None = None,
+        random_start: bool | None = None,
         **settings: Any,
     ) -> None:
         self._init_settings(method, **settings)
+        if random_start:
+            raise ConfigError(
+                "aug.mode=free with aug.random_start=true: free mode reuses the training gradient at the "
+                "clean image, so it cannot start from a random point; set aug.random_start=false or "
+                "aug.mode=regenerate."
+            )
         if self.method not in SINGLE_STEP:
             raise ConfigError(
                 f"aug.mode=free with aug.method={method}: free mode reuses the one training gradient, "
@@ -77,7 +84,7 @@ class FreeAdversarial(AdversarialProducer, L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            pool_of(trainer)
+            pool_of(trainer).mark_adversarial(self.source)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook

@@ -85,5 +85,5 @@ class TransformPool(PoolCallback):
     def make_pool(
         self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # the clean split as held (uint8): no float copy of it and back per pool
-        return self.transform(*trainer.datamodule.data["train"], epoch)
+        # the split as held (uint8; base-augmented for this epoch under base=): no float round trip
+        return self.transform(*trainer.datamodule.training_pairs(epoch), epoch)

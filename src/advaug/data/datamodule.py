@@ -17,15 +17,18 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, as_float_images
 from advaug.data.device_batches import DeviceBatches
+from advaug.data.mixed_batches import MixedBatchSampler
 from advaug.data.pool import Placement, SamplePool
 from advaug.data.sharding import check_eval_shards, drops_single_last
 from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
 from advaug.data.splits import SPLITS, resolve_splits
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
-from advaug.rules import check_num_classes
+from advaug.rules import check_batch_fraction, check_num_classes
 
 log = logging.getLogger(__name__)
+# the key that sets the base augmentation's per-sample seeds apart from the producers'
+BASE_STREAM = 0xBA5E
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -38,6 +41,12 @@ class SegmentationDataModule(L.LightningDataModule):
     The train set is ``clean ∪ every slot of`` :attr:`pool`: producers (adversarial, transform,
     GAN callbacks) fill their slots; the train loader is rebuilt each epoch, so a new slot takes
     effect at the next epoch.
+
+    ``base`` (a :class:`~advaug.augment.Pipeline`) is the base augmentation: applied on the fly to
+    every clean training sample (before ``transform``), and the producers copy base-augmented
+    samples (:meth:`training_pairs`), so an attack sees the kind of image the model trains on.
+    ``batch_fraction``: that share of every batch comes from the pool, at the clean set's number
+    of steps (:mod:`advaug.data.mixed_batches`), the order seeded by ``(seed, epoch)``.
     """
 
     def __init__(
@@ -54,6 +63,9 @@ class SegmentationDataModule(L.LightningDataModule):
         mask_threshold: int | None = None,
         intensity_range: list[float] | None = None,
         transform: Callable | None = None,
+        base: Callable | None = None,
+        batch_fraction: float | None = None,
+        seed: int = 0,
         generator: Any | None = None,
         pin_memory: bool | None = None,
         on_device: bool = False,
@@ -77,6 +89,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
         self.mask_threshold, self.transform = check_mask_threshold(mask_threshold, num_classes), transform
+        self.base = base
+        # a share of each batch from the pool at the clean set's steps (data/mixed_batches.py)
+        check_batch_fraction(batch_fraction, self.batch_size)
+        self.batch_fraction, self.seed = batch_fraction, int(seed)
+        self._base_copies: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # (epoch, copies)
         # 16-bit / float greyscale mapped from this (lo, hi) window; None: each image its min..max
         self.intensity_range = check_intensity_range(intensity_range)
         self.generator, self.name, self.prepare_hint = generator, name, prepare_hint
@@ -129,17 +146,38 @@ class SegmentationDataModule(L.LightningDataModule):
             return Placement(device=self._device())
         return Placement(pin=self._pin() and self.num_workers == 0)
 
+    def training_pairs(self, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training split as uint8 images (N,3,H,W) and masks (N,H,W): as held without a base
+        augmentation or an ``epoch``; else the base-augmented copies for ``epoch``, sample ``k``
+        seeded by ``(seed, epoch, k)`` on a stream of its own (not that of a producer's pipeline,
+        whose draws would otherwise repeat the base's), made once per epoch for every producer."""
+        if self.base is None or epoch is None:
+            return self.data["train"]
+        if self._base_copies is None or self._base_copies[0] != epoch:
+            from advaug.augment.pipeline import TransformedPairs, sample_seed, transformed_copies
+
+            images, masks = self.data["train"]
+            seed = sample_seed(self.base.seed, BASE_STREAM)
+            pairs = TransformedPairs(images, masks, self.base, range(len(images)), seed, epoch)
+            copies, copied_masks = transformed_copies(pairs)
+            self._base_copies = (epoch, (copies, copied_masks.to(torch.uint8)))
+        return self._base_copies[1]
+
     def train_images(
-        self, indices: torch.Tensor | None = None, device: torch.device | str | None = None
+        self,
+        indices: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+        epoch: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The clean training split (or its rows ``indices``): float images in [0,1] (N,3,H,W)
-        and long masks (N,H,W), on ``device`` (default CPU).
+        """The training split (or its rows ``indices``; base-augmented for ``epoch``, see
+        :meth:`training_pairs`): float images in [0,1] (N,3,H,W) and long masks (N,H,W), on
+        ``device`` (default CPU).
 
         The rows are picked and moved as uint8 and converted there: a quarter of the bytes to
         copy, and no float copy of the whole split per call (same values: x / 255 is exact
         IEEE division on any device).
         """
-        images, masks = self.data["train"]
+        images, masks = self.training_pairs(epoch)
         if indices is not None:
             images, masks = images[indices], masks[indices]
         images, masks = images.to(device), masks.to(device)
@@ -150,9 +188,17 @@ class SegmentationDataModule(L.LightningDataModule):
         return len(self.data["train"][0])
 
     # -- loaders ---------------------------------------------------------------------------
+    def online_transform(self) -> Callable | None:
+        """What each clean training sample goes through as it is loaded: base, then transform."""
+        if self.base is None or self.transform is None:
+            return self.base or self.transform
+        from advaug.augment.pipeline import Chain
+
+        return Chain(self.base, self.transform)
+
     def train_dataset(self) -> Dataset:
         images, masks = self.data["train"]
-        clean = CleanPairs(images, masks, self.transform)
+        clean = CleanPairs(images, masks, self.online_transform())
         slots = self.pool.datasets()
         return ConcatDataset([clean, *slots]) if slots else clean
 
@@ -206,10 +252,11 @@ class SegmentationDataModule(L.LightningDataModule):
                 "dataset.on_device=true serves batches on one device; under DDP every rank needs "
                 "its own shard: set dataset.on_device=false."
             )
-        if self.transform is not None:
+        if self.online_transform() is not None:
             raise ConfigError(
                 "dataset.on_device=true gathers whole batches on the device and cannot run an "
-                "on-the-fly transform (aug.transform): use aug.protocol=pool, or dataset.on_device=false."
+                "on-the-fly transform (base=..., aug.transform): use base=none and aug.protocol=pool, "
+                "or dataset.on_device=false."
             )
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
@@ -221,6 +268,8 @@ class SegmentationDataModule(L.LightningDataModule):
             )
         if not self.on_device:
             dataset = self.train_dataset()
+            if self.batch_fraction is not None:
+                return self._loader(dataset, False, self.batch_size, self._mixed_sampler(dataset))
             return self._loader(
                 dataset, True, self.batch_size, drop_last=self._drop_single_last(len(dataset))
             )
@@ -236,8 +285,19 @@ class SegmentationDataModule(L.LightningDataModule):
             index.append(-1 - slot.offset - torch.arange(len(slot), device=device))
             source.append(torch.full((len(slot),), slot.source, device=device))
         images, masks, index, source = (torch.cat(t) for t in (images, masks, index, source))
+        if self.batch_fraction is not None:
+            order = torch.tensor(self._mixed_sampler(images).order, dtype=torch.long, device=device)
+            return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=False, order=order)
         drop_last = self._drop_single_last(len(images))
         return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=True, drop_last=drop_last)
+
+    def _mixed_sampler(self, dataset) -> MixedBatchSampler:
+        """This epoch's mixed batches (``batch_fraction``), seeded by (seed, epoch), this rank's."""
+        trainer = getattr(self, "trainer", None)
+        epoch, rank, world = (0, 0, 1) if trainer is None else (trainer.current_epoch, trainer.global_rank,
+                                                                trainer.world_size)  # fmt: skip
+        n, b, f = self.num_train(), self.batch_size, self.batch_fraction
+        return MixedBatchSampler(dataset, n, b, f, self.seed, epoch, rank, world)
 
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:

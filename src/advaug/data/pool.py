@@ -106,6 +106,7 @@ class SamplePool:
     def __init__(self, placement: Callable[[], Placement] = Placement) -> None:
         self._placement = placement
         self._slots: dict[str, _Slot] = {}
+        self._adversarial: set[str] = set()  # declared by the producers at each fit's setup
 
     # -- slots ---------------------------------------------------------------------------------
     @property
@@ -115,6 +116,16 @@ class SamplePool:
 
     def source_code(self, name: str) -> int:
         return self.sources.index(name)
+
+    def mark_adversarial(self, name: str) -> None:
+        """Slot ``name`` holds adversarial samples (its producer says so before training): a
+        model with twin normalisation layers routes them there, ``aug.adv_loss_weight`` weighs them."""
+        self._adversarial.add(name)
+
+    @property
+    def adversarial_codes(self) -> list[int]:
+        """The source codes of the adversarial slots (those that have a code yet)."""
+        return [code for code, name in enumerate(self.sources) if name in self._adversarial]
 
     def put(self, name: str, images: torch.Tensor, masks: torch.Tensor, rebuildable: bool = False) -> None:
         """Replace slot ``name`` with images (N,3,H,W; float in [0,1] kept float so small

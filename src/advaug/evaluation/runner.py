@@ -166,7 +166,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     run_cfg = OmegaConf.load(find_run_config(ckpt, cfg.get("run_config")))
     dataset_cfg = cfg.dataset if cfg.get("dataset") else run_cfg.dataset
     with open_dict(dataset_cfg):
-        dataset_cfg.transform = None  # the test split is never augmented
+        dataset_cfg.transform = dataset_cfg.base = None  # the test split is never augmented
     if OmegaConf.select(run_cfg, "model.net.encoder_weights") is not None:
         with open_dict(run_cfg):  # the checkpoint replaces them: no download (works offline)
             run_cfg.model.net.encoder_weights = None
@@ -186,6 +186,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         "ckpt_path": str(ckpt),
         "dataset": dataset_cfg.get("name"),
         "aug": OmegaConf.select(run_cfg, "aug.name"),
+        "base": OmegaConf.select(run_cfg, "base.name", default="none"),
         "seed": OmegaConf.select(run_cfg, "seed"),
     }
     if not cfg.get("dataset") and getattr(datamodule, "ids", None):

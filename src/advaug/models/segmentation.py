@@ -14,7 +14,8 @@ from torchmetrics import MeanMetric
 from advaug.errors import ConfigError
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.models.divergence import LossWatch
-from advaug.rules import check_num_classes
+from advaug.models.twin_norm import add_twin_norms, routed
+from advaug.rules import check_aux_norm, check_num_classes
 from advaug.utils.lightning_compat import logs_written_this_step
 
 
@@ -37,6 +38,24 @@ class SegmentationLoss(nn.Module):
         return loss
 
 
+def weighted_loss(
+    criterion: Callable, logits: torch.Tensor, target: torch.Tensor, adversarial: torch.Tensor | None, weight: float
+) -> torch.Tensor:
+    """``criterion`` over the batch, the ``adversarial`` rows (bool, (N,)) weighted by ``weight``:
+    ``(n_clean L_clean + w n_adv L_adv) / (n_clean + w n_adv)``. Weight 1 (or no adversarial
+    rows known) is the plain loss over the batch, as without the option."""
+    if adversarial is None or weight == 1.0:
+        return criterion(logits, target)
+    n_adv = int(adversarial.sum())
+    n_clean = len(adversarial) - n_adv
+    total = logits.sum() * 0.0  # in the graph even for a batch whose rows all weigh 0
+    if n_clean:
+        total = total + n_clean * criterion(logits[~adversarial], target[~adversarial])
+    if n_adv and weight:
+        total = total + weight * n_adv * criterion(logits[adversarial], target[adversarial])
+    return total / max(n_clean + weight * n_adv, 1e-12)
+
+
 class SegmentationModule(L.LightningModule):
     """Wraps any ``segmentation_models_pytorch`` model producing (N, C, H, W) logits.
 
@@ -50,6 +69,12 @@ class SegmentationModule(L.LightningModule):
 
     ``optimizer`` / ``scheduler`` are Hydra partials (``_partial_: true``) taking the parameters
     and the optimizer respectively; ``scheduler=None`` trains at a constant rate.
+
+    ``aux_norm`` (``none`` | ``stats`` | ``affine``): every BatchNorm gets a twin for the samples
+    of adversarial pool slots (AdvProp, :mod:`advaug.models.twin_norm`); a training batch is
+    routed by its ``source``, and everything else (validation, test, attacks, export) uses the
+    main layers. ``adv_loss_weight`` weighs those samples' loss against the clean ones'
+    (``(n_clean L_clean + w n_adv L_adv) / (n_clean + w n_adv)``; 1 = one loss over the batch).
     """
 
     def __init__(
@@ -62,12 +87,24 @@ class SegmentationModule(L.LightningModule):
         channels_last: bool = False,
         defer_finite_check: bool | None = None,
         compile: bool | dict | None = False,
+        aux_norm: str = "none",
+        adv_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if compile and compile is not True:  # a plain dict (not Hydra's DictConfig) in the checkpoint
             compile = {str(k): v for k, v in dict(compile).items()}
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
         check_num_classes(num_classes, "model.num_classes")
+        self.aux_norm = check_aux_norm(aux_norm)
+        if self.aux_norm != "none" and compile:
+            raise ConfigError(
+                f"model.aux_norm={aux_norm} with model.compile: the routing by source changes per batch, "
+                "which a compiled graph cannot follow; set model.compile=false."
+            )
+        if not float(adv_loss_weight) >= 0:
+            raise ConfigError(f"aug.adv_loss_weight={adv_loss_weight}: must be >= 0 (1 = as the clean samples).")
+        self.adv_loss_weight = float(adv_loss_weight)
+        net = add_twin_norms(net, self.aux_norm)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
             # in place (nn.Module.compile): the state_dict keys stay those of the plain network,
@@ -91,9 +128,20 @@ class SegmentationModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
+    def _adversarial_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Which rows of a training batch come from an adversarial pool slot (None: no such slot)."""
+        pool = getattr(self.trainer.datamodule, "pool", None)  # training: always attached
+        codes = pool.adversarial_codes if pool is not None and "source" in batch else []
+        if not codes:
+            return None
+        source = batch["source"]
+        return torch.isin(source, torch.tensor(codes, device=source.device))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
-        loss = self.criterion(logits, batch["mask"])
+        adversarial = self._adversarial_rows(batch)
+        with routed(self.net, adversarial if self.aux_norm != "none" else None):
+            logits = self(batch["image"])
+        loss = weighted_loss(self.criterion, logits, batch["mask"], adversarial, self.adv_loss_weight)
         if self._loss_watch is None:
             defer = self.defer_finite_check
             self._loss_watch = LossWatch(loss.device.type != "cpu" if defer is None else defer)

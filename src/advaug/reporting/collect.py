@@ -21,9 +21,15 @@ from omegaconf import OmegaConf
 
 from advaug.errors import ConfigError
 from advaug.reporting.variants import variant_label, varying_keys
+from advaug.rules import CONTROLS
 
 MARKERS = ("metrics.json", "robustness.json", "config_resolved.yaml")
 HYDRA_MARKERS = ("config.yaml", "overrides.yaml")  # inside .hydra/
+
+
+def method_label(base: str, aug: str) -> str:
+    """``aug``, or ``base + aug`` for an arm stacked on a base augmentation (``rotate + invfgsm``)."""
+    return aug if base in ("none", "", None) else f"{base} + {aug}"
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Job:
     reason: str = ""
     dataset: str | None = None
     aug: str | None = None
+    base: str = "none"  # the base augmentation beneath aug (base=..., conf/base/)
     seed: int | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
@@ -45,8 +52,9 @@ class Job:
 
     @property
     def method(self) -> str:
-        """The row label: the aug name plus any swept key that sets this job apart (``fgsm [aug.eps=0.05]``)."""
-        name = self.aug or "?"
+        """The row label: the base augmentation (when there is one), the aug name and any swept key
+        that sets this job apart (``fgsm [aug.eps=0.05]``, ``rotate + invfgsm [aug.eps=0.0157]``)."""
+        name = method_label(self.base, self.aug or "?")
         return f"{name} [{self.variant}]" if self.variant else name
 
     @property
@@ -98,7 +106,7 @@ def _config_facts(cfg: Any) -> dict[str, Any]:
         return {}
     return {
         k: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("seed", "seed"))
+        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("base", "base.name"), ("seed", "seed"))
     }
 
 
@@ -151,14 +159,15 @@ def load_job(folder: Path) -> Job:
         else:
             job.status = "completed"
         facts.update(
-            {k: job.metrics[k] for k in ("dataset", "aug", "seed") if job.metrics and k in job.metrics}
+            {k: job.metrics[k] for k in ("dataset", "aug", "base", "seed") if job.metrics and k in job.metrics}
         )
     elif job.robustness and job.robustness.get("meta", {}).get("source") == "evaluate":
         job.status = "evaluation"
-        facts.update({k: v for k, v in job.robustness["meta"].items() if k in ("dataset", "aug", "seed")})
+        facts.update({k: v for k, v in job.robustness["meta"].items() if k in ("dataset", "aug", "base", "seed")})
     else:
         job.reason = "no metrics.json (the job crashed, was killed or is still running)"
     job.dataset, job.aug, job.seed = facts.get("dataset"), facts.get("aug"), facts.get("seed")
+    job.base = facts.get("base") or "none"
     return job
 
 
@@ -211,7 +220,7 @@ def assign_variants(jobs: list[Job]) -> None:
     for job in jobs:
         source = links.get(id(job))
         if job.status == "evaluation" and source is not None:
-            job.variant, job.aug, job.seed = source.variant, source.aug, source.seed
+            job.variant, job.aug, job.base, job.seed = source.variant, source.aug, source.base, source.seed
             job.dataset = job.dataset if job.dataset is not None else source.dataset
 
 
@@ -222,6 +231,21 @@ def _unique_dirs(roots: list[str | Path]) -> list[Path]:
         for folder in find_job_dirs(root):
             seen.setdefault(folder.resolve(), folder)
     return list(seen.values())
+
+
+def mark_repeated_baselines(jobs: list[Job]) -> None:
+    """A sweep over eps that lists a control (``aug=none``, ``same_steps``) runs it once per eps
+    value, identically (it reads no eps): the first run of each dataset, base and seed counts, the
+    others get status ``repeat`` (listed in ``jobs.csv``, not averaged as further seeds)."""
+    first: dict[tuple, Path] = {}
+    for job in jobs:
+        if not job.ok or job.seed is None or job.aug not in CONTROLS or "aug.eps" not in job.overrides:
+            continue
+        key = (str(job.dataset), job.method, job.seed)
+        if key in first:
+            job.status, job.reason = "repeat", f"the same run as {first[key]} (aug={job.aug} reads no aug.eps)"
+        else:
+            first[key] = job.path
 
 
 def check_one_job_per_seed(jobs: list[Job]) -> None:
@@ -253,5 +277,6 @@ def collect(roots: list[str | Path]) -> list[Job]:
             f"no job folders under {', '.join(map(str, roots))} (looked for {', '.join(MARKERS)} or .hydra/)."
         )
     assign_variants(jobs)
+    mark_repeated_baselines(jobs)
     check_one_job_per_seed(jobs)
     return jobs

@@ -4,7 +4,9 @@ Per dataset, method and metric, each test image's score (``per_image.csv`` of ev
 job) is first averaged over the method's seeds; the method and the reference are then compared on
 the images both were scored on (:func:`advaug.statistics.paired_difference`: bootstrap over
 images, seeds held fixed, and a Wilcoxon signed-rank test). One table is one reference and one
-metric: its p-values are Holm-adjusted together. Jobs without ``per_image.csv`` (runs made before
+metric: its p-values are Holm-adjusted together. A reference named by its aug alone (``none``,
+``same_steps``) means that aug on the method's own base augmentation: ``rotate + invfgsm`` meets
+``rotate + none`` and ``rotate + same_steps``, the controls with its base and its optimizer steps. Jobs without ``per_image.csv`` (runs made before
 it was written) give a row that says so, with no numbers.
 """
 
@@ -17,13 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from advaug.metric_keys import LOWER_IS_BETTER, PER_IMAGE_FILE, PER_IMAGE_SCORES
-from advaug.reporting.collect import Job
+from advaug.reporting.collect import Job, method_label
+from advaug.rules import CONTROLS
 from advaug.statistics import ALPHA, NOT_TESTED, RESAMPLES, holm, paired_difference, verdict
 
-DEFAULT_REFERENCES = ("none", "same_steps")
+DEFAULT_REFERENCES = CONTROLS
 PAIRED_FIELDS = (
     "dataset", "reference", "method", "metric", "images", "seeds", "reference_mean", "method_mean",
-    "difference", "ci_low", "ci_high", "resamples", "p", "p_holm", "verdict", "note",
+    "difference", "ci_low", "ci_high", "resamples", "p", "p_holm", "verdict", "note", "family",
 )  # fmt: skip
 METRIC_NAMES = {
     "miou": "mean IoU (paper's)",
@@ -67,14 +70,20 @@ def seed_means(jobs: Sequence[Job]) -> tuple[dict[str, dict[str, float]], int]:
 
 
 def default_references(methods: Sequence[str]) -> list[str]:
-    """``none`` and ``same_steps``, those of them among ``methods``."""
-    return [r for r in DEFAULT_REFERENCES if r in methods]
+    """``none`` and ``same_steps``, those of them among ``methods`` (on any base augmentation)."""
+    return [r for r in DEFAULT_REFERENCES if any(m == r or m.endswith(f" + {r}") for m in methods)]
+
+
+def reference_for(reference: str, base: str) -> str:
+    """The row a method on ``base`` is compared with: an aug name means that aug on the same base
+    (``none`` -> ``rotate + none``); a label with a base (``rotate + none``) is taken as it is."""
+    return reference if " + " in reference else method_label(base, reference)
 
 
 def _row(dataset, reference, method, metric, seeds: str, **values: Any) -> dict[str, Any]:
     empty = dict.fromkeys(PAIRED_FIELDS[6:14], math.nan)
     base = {"dataset": dataset, "reference": reference, "method": method, "metric": metric, "seeds": seeds}
-    return {**base, "images": 0, **empty, "verdict": NOT_TESTED, "note": "", **values}
+    return {**base, "images": 0, **empty, "verdict": NOT_TESTED, "note": "", "family": reference, **values}
 
 
 def paired_rows(
@@ -82,13 +91,16 @@ def paired_rows(
 ) -> list[dict[str, Any]]:
     """The rows of every paired table (:data:`PAIRED_FIELDS`), Holm-adjusted per reference × metric."""
     groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
+    bases: dict[str, str] = {}
     for job in jobs:
         if job.ok:
             groups[(str(job.dataset), job.method)].append(job)
+            bases[job.method] = job.base
     means = {key: seed_means(group) for key, group in groups.items()}
     rows = []
-    for reference in references:
+    for family in references:
         for (dataset, method), group in sorted(groups.items()):
+            reference = reference_for(family, bases[method])
             if method == reference or (dataset, reference) not in groups:
                 continue
             (ref_scores, ref_with), (scores, with_) = means[(dataset, reference)], means[(dataset, method)]
@@ -103,7 +115,7 @@ def paired_rows(
             for metric in PER_IMAGE_SCORES:
                 if not images:
                     note = note or "no test image scored by both"
-                    rows.append(_row(dataset, reference, method, metric, seeds, note=note))
+                    rows.append(_row(dataset, reference, method, metric, seeds, note=note, family=family))
                     continue
                 a = [scores[i][metric] for i in images]
                 b = [ref_scores[i][metric] for i in images]
@@ -116,12 +128,12 @@ def paired_rows(
                         reference_mean=sum(y for _, y in pairs) / len(pairs) if pairs else math.nan,
                         method_mean=sum(x for x, _ in pairs) / len(pairs) if pairs else math.nan,
                         difference=result.mean, ci_low=result.ci_low, ci_high=result.ci_high,
-                        resamples=n_resamples, p=result.p, note=note,
+                        resamples=n_resamples, p=result.p, note=note, family=family,
                     )
                 )  # fmt: skip
-    for reference in references:
+    for family_name in references:
         for metric in PER_IMAGE_SCORES:
-            family = [r for r in rows if r["reference"] == reference and r["metric"] == metric]
+            family = [r for r in rows if r["family"] == family_name and r["metric"] == metric]
             for r, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
                 r["p_holm"] = adjusted
                 r["verdict"] = verdict(adjusted, r["ci_low"], r["ci_high"], metric in LOWER_IS_BETTER)
@@ -137,17 +149,21 @@ def _p(value: float) -> str:
 
 
 def paired_markdown(rows: Sequence[dict[str, Any]], reference: str, metric: str) -> list[str]:
-    """The markdown lines of one paired table (one reference, one metric)."""
-    family = [r for r in rows if r["reference"] == reference and r["metric"] == metric]
+    """The markdown lines of one paired table (one reference, one metric); a method compared with
+    its own base's reference says which (``rotate + invfgsm (vs rotate + none)``)."""
+    family = [r for r in rows if r["family"] == reference and r["metric"] == metric]
     if not family:
         return []
+    stacked = any(r["reference"] != reference for r in family)
     lines = [
-        f"#### {METRIC_NAMES.get(metric, metric)}: each method minus {reference}\n",
+        f"#### {METRIC_NAMES.get(metric, metric)}: each method minus {reference}"
+        + (" on the same base augmentation" if stacked else "") + "\n",
         f"| dataset | method | images | seeds | {reference} | method | difference [95% CI] | p | p (Holm) "
         "| verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in family:
+        r = {**r, "method": f"{r['method']} (vs {r['reference']})" if r["reference"] != reference else r["method"]}
         if r["images"] == 0:
             lines.append(f"| {r['dataset']} | {r['method']} | — | {r['seeds']} | — | — | {r['note']} | — | — "
                          f"| {r['verdict']} |")  # fmt: skip

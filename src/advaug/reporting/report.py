@@ -58,11 +58,13 @@ def _job_rows(jobs: Sequence[Job], out: Path) -> list[dict[str, Any]]:
 
 
 def _warn_unknown(option: str, names: Sequence[str] | None, jobs: Sequence[Job]) -> None:
-    """Log a warning for each ``--compare`` / ``--figures`` name that is no method of ``jobs``
-    (a typo, or a label that changed) instead of silently showing nothing for it."""
+    """Log a warning for each ``--compare`` / ``--figures`` / ``--reference`` name that is no method
+    of ``jobs`` (a typo, or a label that changed) instead of silently showing nothing for it; a
+    reference may also name an aug that some base augmentation stacks (``none``: ``rotate + none``)."""
     methods = sorted({j.method for j in jobs})
     for name in names or ():
-        if name not in methods:
+        stacked = option == "--reference" and any(m.endswith(f" + {name}") for m in methods)
+        if name not in methods and not stacked:
             known = ", ".join(methods) or "none (no job qualifies)"
             log.warning(
                 "%s %s: no method of that name, so nothing is shown for it; methods: %s", option, name, known
@@ -153,7 +155,7 @@ def write_report(
     if t2:
         written["robustness_vs_eps.png"] = plots.plot_robustness(t2, assets / "robustness_vs_eps.png")
 
-    counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation")}
+    counts = {s: sum(j.status == s for j in jobs) for s in ("completed", "failed", "missing", "evaluation", "repeat")}
     md = [f"# {title}", ""]
     if header_text:
         md += [header_text, ""]

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
+from advaug.rules import CONTROLS
+
 if TYPE_CHECKING:
     from advaug.reporting.collect import Job
 
 # overrides that never distinguish one method from another (they are grouped or irrelevant)
-NOT_A_VARIANT = {"seed", "dataset", "aug", "experiment", "ckpt_path", "task_name", "tags"}
+NOT_A_VARIANT = {"seed", "dataset", "aug", "base", "experiment", "ckpt_path", "task_name", "tags"}
 NOT_A_VARIANT_PREFIX = ("paths.", "hydra.", "trainer.devices", "logger", "trainer.enable_progress_bar")
 
 
@@ -28,6 +30,12 @@ def _value(job: Job, key: str) -> str:
         if value is not None or key not in job.overrides:
             return str(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
     return job.overrides.get(key, "")
+
+
+def _unused(job: Job, key: str) -> bool:
+    """``aug.eps`` of a control (``aug=none``, ``same_steps``) in a sweep over eps: it reads no
+    eps, so it ran once per value, identically, and each run is the plain control row."""
+    return key == "aug.eps" and job.aug in CONTROLS
 
 
 def varying_keys(jobs: list[Job]) -> list[str]:
@@ -52,9 +60,9 @@ def variant_label(job: Job, keys: list[str], population: list[Job]) -> str:
     """
     parts = []
     for key in keys:
-        if key not in job.overrides:
+        if key not in job.overrides or _unused(job, key):
             continue
-        plain = {_value(o, key) for o in population if o.aug == job.aug and key not in o.overrides}
+        plain = {_value(o, key) for o in population if (o.aug, o.base) == (job.aug, job.base) and key not in o.overrides}
         if not plain or _value(job, key) not in plain:
             parts.append(f"{key}={job.overrides[key]}")
     return ",".join(parts)

@@ -93,6 +93,7 @@ def completed_record(
         "task": cfg.get("task_name"),
         "dataset": cfg.dataset.get("name"),
         "aug": cfg.aug.get("name"),
+        "base": (cfg.get("base") or {}).get("name", "none"),
         "seed": cfg.seed,
         "epochs": trainer.current_epoch,
         "splits": {k: len(v) for k, v in getattr(datamodule, "ids", {}).items()},
