@@ -146,44 +146,43 @@ def test_ddp_eval_split_smaller_than_the_world_is_one_config_error(phantom_root)
 @pytest.mark.slow
 def test_ddp_adversarial_pool_is_gathered_from_both_ranks(tmp_path, phantom_root):
     # Each of the 2 CPU ranks attacks its own shard of the 8 train images; after the gather every
-    # rank trains on the same 8-image pool, so each epoch sees 8 clean + 8 adversarial samples.
-    # On a flip base with twin BatchNorms (affine): DDP needs a gradient for every parameter. At
-    # 64 pixels: a batch with one adversarial row normalises it alone, which needs more than the
-    # 1x1 bottleneck of 32 pixels.
+    # rank draws from the same 8-image pool (logged by rank 0). Mixed batches (aug.batch_fraction)
+    # sharded by the sampler itself: aug=none's samples per epoch, 1 adversarial row per batch of
+    # 4. On a flip base with twin BatchNorms (affine): DDP needs a gradient for every parameter. At
+    # 64 pixels: one adversarial row is normalised alone, which the 1x1 bottleneck of 32 cannot.
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
     args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=2", "aug=fgsm"]
-    args += ["base=flip", "model.aux_norm=affine", "dataset.image_size=64"]
+    args += ["base=flip", "model.aux_norm=affine", "dataset.image_size=64", "aug.batch_fraction=0.25"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
-    assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [16, 16]
+    assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [8, 8]
     assert "num_samples=8" in (proc.stdout + proc.stderr)
     assert (run / "figures" / "adv_epoch000.png").is_file()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["regenerate", "free"])
-def test_ddp_rank_with_no_attacked_sample_joins_the_loss_reduction(tmp_path, phantom_root, mode):
+def test_ddp_rank_with_no_attacked_sample_joins_the_loss_reduction(tmp_path, phantom_root):
     # 1 of 8 train images is attacked: one rank measures the loss change of one sample, the other
     # has none and must still join the reduction (it used to skip it: a hang, or gloo's
-    # "collective mismatch" in free mode). Regenerated, the pool of 1 (smaller than the world)
-    # also serves mixed batches on both ranks: 1 adversarial row in each batch of 4.
+    # "collective mismatch" in free mode). Both modes in one run, as two producers that attack
+    # one sample each (so, for each, one rank has none): regenerate (slot fgsm) and free.
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
+    free = "{_target_: advaug.callbacks.adversarial_augmentation, method: fgsm, mode: free, fraction: 0.125, "
+    free += "eps: 0.1, source: free, figure_samples: 0}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
     args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=3", "aug=fgsm", "aug.fraction=0.125"]
-    args += [f"aug.mode={mode}"] + (["aug.batch_fraction=0.25"] if mode == "regenerate" else [])
+    args += [f"+aug.callbacks.free={free}"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = list((tmp_path / "logs" / "train" / "runs").iterdir())
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "completed"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     changes = re.findall(r"num_samples=1 .*loss_change=(\S+)", proc.stdout + proc.stderr)
-    assert changes and all(c != "nan" for c in changes)
-    if mode == "regenerate":  # aug=none's steps and samples: one batch of 4 per rank and epoch
-        assert [r["train/samples"] for r in metrics["history"] if "train/samples" in r] == [8, 8, 8]
+    # regenerated pools for epochs 0, 1, 2; free ones, collected in epochs 0 and 1, for 1 and 2
+    assert len(changes) == 5 and all(c != "nan" for c in changes), changes
 
 
 @pytest.mark.slow
