@@ -354,7 +354,9 @@ def test_a_published_figure_of_a_label_with_a_slash(tmp_path):
 
 def test_report_module_does_not_import_torch():
     # src/report.py runs on a laptop beside the sweep folders: no torch import (5 s) to read JSON
-    code = "import sys, advaug.reporting.report; print('torch' in sys.modules)"
+    # this checkout's src first: an installed advaug elsewhere (another worktree) would be tested instead
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); import advaug.reporting.report; "
+    code += "print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"

@@ -12,8 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from advaug.controls import CONTROLS
 from advaug.errors import ConfigError
-from advaug.rules import CONTROLS, check_eps
+from advaug.rules import check_eps
 
 # Subtrees whose `eps`-like keys are perturbation sizes on the [0, 1] image scale. The optimizer's
 # `eps` (Adam's numerical epsilon) is a different quantity and is not checked here.

@@ -20,8 +20,6 @@ SINGLE_STEP = ("fgsm", "invfgsm")
 # an attack's forward/backward: fp16 flushes small input gradients to 0
 ATTACK_PRECISIONS = ("fp32", "bf16")
 LABELS = ("true", "pred")
-# the controls every method is compared with; they read no eps, so a sweep over eps may list them
-CONTROLS = ("none", "same_steps")
 EPS_SAMPLING = ("fixed", "uniform")
 # AdvProp's auxiliary BatchNorm (models/twin_norm.py): none, twin statistics, twin statistics + affine
 AUX_NORMS = ("none", "stats", "affine")

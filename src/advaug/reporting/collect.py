@@ -19,9 +19,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from advaug.controls import CONTROLS
 from advaug.errors import ConfigError
 from advaug.reporting.variants import variant_label, varying_keys
-from advaug.rules import CONTROLS
 
 MARKERS = ("metrics.json", "robustness.json", "config_resolved.yaml")
 HYDRA_MARKERS = ("config.yaml", "overrides.yaml")  # inside .hydra/

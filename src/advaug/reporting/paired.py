@@ -18,9 +18,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from advaug.controls import CONTROLS
 from advaug.metric_keys import LOWER_IS_BETTER, PER_IMAGE_FILE, PER_IMAGE_SCORES
 from advaug.reporting.collect import Job, method_label
-from advaug.rules import CONTROLS
 from advaug.statistics import ALPHA, NOT_TESTED, RESAMPLES, holm, paired_difference, verdict
 
 DEFAULT_REFERENCES = CONTROLS

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
-from advaug.rules import CONTROLS
+from advaug.controls import CONTROLS
 
 if TYPE_CHECKING:
     from advaug.reporting.collect import Job
