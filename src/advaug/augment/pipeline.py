@@ -156,3 +156,18 @@ def transformed_copies(
     )
     batches = list(loader)
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+
+# the key that sets the base augmentation's per-sample seeds apart from the producers'
+BASE_STREAM = 0xBA5E
+
+
+def base_copies(
+    images: torch.Tensor, masks: torch.Tensor, base: Pipeline, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every uint8 pair through the base augmentation for ``epoch``: sample ``k`` seeded by
+    ``(seed, epoch, k)`` on a stream of its own, so a producer's pipeline (seeded by the same run
+    seed) does not repeat the base's draws. uint8 images and masks."""
+    seed = sample_seed(base.seed, BASE_STREAM)
+    copies, copied = transformed_copies(TransformedPairs(images, masks, base, range(len(images)), seed, epoch))
+    return copies, copied.to(torch.uint8)

@@ -17,7 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from advaug.data.datasets import CleanPairs, as_float_images
 from advaug.data.device_batches import DeviceBatches
-from advaug.data.mixed_batches import MixedBatchSampler
+from advaug.data.mixed_batches import MixedBatchSampler, mixed_order
 from advaug.data.pool import Placement, SamplePool
 from advaug.data.sharding import check_eval_shards, drops_single_last
 from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
@@ -27,8 +27,6 @@ from advaug.errors import ConfigError, DatasetError
 from advaug.rules import check_batch_fraction, check_num_classes
 
 log = logging.getLogger(__name__)
-# the key that sets the base augmentation's per-sample seeds apart from the producers'
-BASE_STREAM = 0xBA5E
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -154,13 +152,9 @@ class SegmentationDataModule(L.LightningDataModule):
         if self.base is None or epoch is None:
             return self.data["train"]
         if self._base_copies is None or self._base_copies[0] != epoch:
-            from advaug.augment.pipeline import TransformedPairs, sample_seed, transformed_copies
+            from advaug.augment.pipeline import base_copies  # not at the top: augment imports data
 
-            images, masks = self.data["train"]
-            seed = sample_seed(self.base.seed, BASE_STREAM)
-            pairs = TransformedPairs(images, masks, self.base, range(len(images)), seed, epoch)
-            copies, copied_masks = transformed_copies(pairs)
-            self._base_copies = (epoch, (copies, copied_masks.to(torch.uint8)))
+            self._base_copies = (epoch, base_copies(*self.data["train"], self.base, epoch))
         return self._base_copies[1]
 
     def train_images(
@@ -269,7 +263,9 @@ class SegmentationDataModule(L.LightningDataModule):
         if not self.on_device:
             dataset = self.train_dataset()
             if self.batch_fraction is not None:
-                return self._loader(dataset, False, self.batch_size, self._mixed_sampler(dataset))
+                rank, world = self._rank_and_world()
+                sampler = MixedBatchSampler(dataset, self._mixed_order(len(dataset)), rank, world)
+                return self._loader(dataset, False, self.batch_size, sampler)
             return self._loader(
                 dataset, True, self.batch_size, drop_last=self._drop_single_last(len(dataset))
             )
@@ -286,18 +282,22 @@ class SegmentationDataModule(L.LightningDataModule):
             source.append(torch.full((len(slot),), slot.source, device=device))
         images, masks, index, source = (torch.cat(t) for t in (images, masks, index, source))
         if self.batch_fraction is not None:
-            order = torch.tensor(self._mixed_sampler(images).order, dtype=torch.long, device=device)
+            order = torch.tensor(self._mixed_order(len(images)), dtype=torch.long, device=device)
             return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=False, order=order)
         drop_last = self._drop_single_last(len(images))
         return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=True, drop_last=drop_last)
 
-    def _mixed_sampler(self, dataset) -> MixedBatchSampler:
-        """This epoch's mixed batches (``batch_fraction``), seeded by (seed, epoch), this rank's."""
+    def _rank_and_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
-        epoch, rank, world = (0, 0, 1) if trainer is None else (trainer.current_epoch, trainer.global_rank,
-                                                                trainer.world_size)  # fmt: skip
-        n, b, f = self.num_train(), self.batch_size, self.batch_fraction
-        return MixedBatchSampler(dataset, n, b, f, self.seed, epoch, rank, world)
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def _mixed_order(self, size: int) -> list[int]:
+        """This rank's order of this epoch's mixed batches (``batch_fraction``) over ``size`` samples
+        (the clean split first, then the pool), seeded by (seed, epoch)."""
+        trainer = getattr(self, "trainer", None)
+        epoch = 0 if trainer is None else trainer.current_epoch
+        n, (rank, world) = self.num_train(), self._rank_and_world()
+        return mixed_order(n, size - n, self.batch_size, self.batch_fraction, self.seed, epoch, rank, world)
 
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:

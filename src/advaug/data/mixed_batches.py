@@ -64,28 +64,16 @@ def mixed_order(
 
 
 class MixedBatchSampler(DistributedSampler):
-    """:func:`mixed_order` as a sampler, for a DataLoader with ``batch_size`` and no shuffle.
+    """One rank's :func:`mixed_order` as a sampler, for a DataLoader with ``batch_size`` and no shuffle.
 
     A :class:`DistributedSampler` so that Lightning keeps it under DDP instead of wrapping it in
     one of its own (which would re-shard the order and mix the batches' rows across ranks); it
     shards itself. The DataModule makes one per train loader, i.e. per epoch.
     """
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        num_clean: int,
-        batch_size: int,
-        fraction: float,
-        seed: int,
-        epoch: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=False, seed=int(seed) % 2**63)
-        self.order = mixed_order(
-            num_clean, len(dataset) - num_clean, batch_size, fraction, seed, epoch, rank, world_size
-        )
+    def __init__(self, dataset: Dataset, order: list[int], rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+        self.order = list(order)
 
     def __iter__(self):
         return iter(self.order)
