@@ -112,3 +112,68 @@ def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
             "and affine weight and bias)."
         )
     return value
+
+
+# AdvChain (advaug/advchain/): the transforms of the chain in their fixed order, the divergences
+# between the clean and the transformed prediction, and the norms of the additive noise's budget
+CHAIN_TRANSFORMS = ("noise", "bias", "elastic", "affine")
+DIVERGENCES = ("kl", "mse")
+NOISE_NORMS = ("l2", "linf")
+
+
+def check_budget(value: float, key: str, what: str = "the transform") -> float:
+    """A transform's budget (a size, an angle, a scale change) or a loss weight is a finite
+    number >= 0; 0 switches ``what`` off."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and value == value and 0 <= value < float("inf")
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: must be a finite number >= 0 (0 switches {what} off).")
+    return float(value)
+
+
+def check_divergence(value: str, key: str = "aug.divergence") -> str:
+    """One of :data:`DIVERGENCES`, the distance between the clean and the transformed prediction."""
+    if value not in DIVERGENCES:
+        raise ConfigError(
+            f"{key}={value!r}: choose 'kl' (KL divergence of the probabilities) or 'mse' (squared difference)."
+        )
+    return value
+
+
+def check_noise_norm(value: str, key: str = "aug.noise.norm") -> str:
+    """The norm the additive noise's budget is measured in: one of :data:`NOISE_NORMS`."""
+    if value not in NOISE_NORMS:
+        raise ConfigError(f"{key}={value!r}: choose 'l2' (per image) or 'linf' (per pixel).")
+    return value
+
+
+def check_chain_transforms(names, key: str = "aug.transforms") -> tuple[str, ...]:
+    """A non-empty selection of :data:`CHAIN_TRANSFORMS`, each once; returned in the chain's order."""
+    names = [names] if isinstance(names, str) else list(names or [])
+    unknown = [n for n in names if n not in CHAIN_TRANSFORMS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ConfigError(
+            f"{key}={names}: choose one or more of {', '.join(CHAIN_TRANSFORMS)}, each once "
+            f"(e.g. {key}=[noise,bias])."
+        )
+    return tuple(n for n in CHAIN_TRANSFORMS if n in names)
+
+
+def check_count(value: int, key: str, minimum: int) -> int:
+    """A whole number of at least ``minimum`` (iterations, control points, batch sizes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r}: must be a whole number >= {minimum}.")
+    return value
+
+
+def check_positive(value: float, key: str) -> float:
+    """A finite number > 0 (a step size, a smoothing width)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < float("inf"):
+        raise ConfigError(f"{key}={value!r}: must be a finite number > 0.")
+    return float(value)
+
+
+def check_scale_budget(value: float, key: str = "aug.affine.scale") -> float:
+    """A scale change below 1: the smallest scale, 1 - value, must stay positive."""
+    if check_budget(value, key) >= 1:
+        raise ConfigError(f"{key}={value!r}: must lie in [0, 1) (the scale 1 - {key} must stay positive; e.g. 0.2).")
+    return float(value)

@@ -1,5 +1,6 @@
 """Lightning callbacks: checkpoints, validation history (for Table 1) and augmentation producers."""
 
+from advaug.callbacks.advchain_pool import AdvChainPool
 from advaug.callbacks.adversarial import RegenerateAdversarial
 from advaug.callbacks.adversarial_mode import adversarial_augmentation
 from advaug.callbacks.checkpoint import RunCheckpoint
@@ -12,6 +13,7 @@ from advaug.callbacks.splits_record import SplitsRecord
 from advaug.callbacks.transform_pool import TransformPool
 
 __all__ = [
+    "AdvChainPool",
     "FreeAdversarial",
     "GanPool",
     "MetricsHistory",

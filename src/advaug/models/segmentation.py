@@ -75,6 +75,11 @@ class SegmentationModule(L.LightningModule):
     routed by its ``source``, and everything else (validation, test, attacks, export) uses the
     main layers. ``adv_loss_weight`` weighs those samples' loss against the clean ones'
     (``(n_clean L_clean + w n_adv L_adv) / (n_clean + w n_adv)``; 1 = one loss over the batch).
+
+    ``consistency``: a label-free term added to every training step's loss, called as
+    ``consistency(module, forward, images, clean_logits)`` (AdvChain's
+    :class:`~advaug.advchain.ChainConsistency`, ``aug.consistency_weight``); its forwards go
+    through the twin layers when ``aux_norm`` is on. None or an inactive one (weight 0): no term.
     """
 
     def __init__(
@@ -89,11 +94,12 @@ class SegmentationModule(L.LightningModule):
         compile: bool | dict | None = False,
         aux_norm: str = "none",
         adv_loss_weight: float = 1.0,
+        consistency: Callable | None = None,
     ) -> None:
         super().__init__()
         if compile and compile is not True:  # a plain dict (not Hydra's DictConfig) in the checkpoint
             compile = {str(k): v for k, v in dict(compile).items()}
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "consistency"], logger=False)
         check_num_classes(num_classes, "model.num_classes")
         self.aux_norm = check_aux_norm(aux_norm)
         if self.aux_norm != "none" and compile:
@@ -104,6 +110,7 @@ class SegmentationModule(L.LightningModule):
         if not float(adv_loss_weight) >= 0:
             raise ConfigError(f"aug.adv_loss_weight={adv_loss_weight}: must be >= 0 (1 = as the clean samples).")
         self.adv_loss_weight = float(adv_loss_weight)
+        self.consistency = consistency if consistency is not None and getattr(consistency, "active", True) else None
         net = add_twin_norms(net, self.aux_norm)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         if compile:
@@ -142,6 +149,11 @@ class SegmentationModule(L.LightningModule):
         with routed(self.net, adversarial if self.aux_norm != "none" else None):
             logits = self(batch["image"])
         loss = weighted_loss(self.criterion, logits, batch["mask"], adversarial, self.adv_loss_weight)
+        if self.consistency is not None:
+            term = self._consistency_term(batch["image"], logits)
+            if logs_written_this_step(self.trainer):
+                self.log("train/consistency_step", term.detach(), on_step=True, on_epoch=False, batch_size=len(logits))
+            loss = loss + term
         if self._loss_watch is None:
             defer = self.defer_finite_check
             self._loss_watch = LossWatch(loss.device.type != "cpu" if defer is None else defer)
@@ -149,6 +161,17 @@ class SegmentationModule(L.LightningModule):
         self._loss_watch.push(loss, self.current_epoch, self.global_step, batch_idx)
         self._log_train_loss(loss.detach(), len(logits), batch_idx)
         return loss
+
+    def _consistency_term(self, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The label-free consistency term of the batch; with twin layers, its transformed
+        images are adversarial rows and go through them."""
+        aux = torch.ones(len(images), dtype=torch.bool, device=images.device) if self.aux_norm != "none" else None
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with routed(self.net, aux):
+                return self(x)
+
+        return self.consistency(self, forward, images, logits)
 
     def _log_train_loss(self, loss: torch.Tensor, n: int, batch_idx: int) -> None:
         """``train/loss_step`` on the steps the loggers write, ``train/loss_epoch`` (sample mean).
