@@ -21,10 +21,6 @@ class Transformed:
     images: Tensor
     grid: Tensor | None
 
-    def move(self, x: Tensor, mode: str = "bilinear") -> Tensor:
-        """``x`` (N, C, H, W: probabilities, the clean images) moved by the same geometry."""
-        return x if self.grid is None else warp(x, self.grid, mode)
-
     def move_masks(self, masks: Tensor) -> Tensor:
         """Class masks (N, H, W) moved by the geometry (nearest neighbour)."""
         return masks if self.grid is None else warp_masks(masks, self.grid)

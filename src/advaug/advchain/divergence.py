@@ -21,11 +21,11 @@ def contours(prob: Tensor) -> Tensor:
     return torch.sqrt(gx**2 + gy**2 + 1e-12)
 
 
-def _masked_mean(per_pixel: Tensor, valid: Tensor | None) -> Tensor:
-    """(N, H, W) -> (N,): the mean over each image's valid pixels."""
-    if valid is None:
+def _weighted_mean(per_pixel: Tensor, weights: Tensor | None) -> Tensor:
+    """(N, H, W) -> (N,): each image's mean over its pixels, weighted by ``weights`` (N, H, W)."""
+    if weights is None:
         return per_pixel.flatten(1).mean(1)
-    w = valid.to(per_pixel.dtype)
+    w = weights.to(per_pixel.dtype)
     return (per_pixel * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
 
 
@@ -33,15 +33,18 @@ def prediction_divergence(
     reference: Tensor,
     logits: Tensor,
     kind: str = "kl",
-    valid: Tensor | None = None,
+    weights: Tensor | None = None,
     contour_weight: float = 0.0,
 ) -> Tensor:
     """Per image (N,): ``kl`` = KL(reference || softmax(logits)) summed over classes, or ``mse`` =
     the squared difference of the probabilities averaged over classes, each averaged over the
-    ``valid`` pixels (N, H, W; all if None); plus ``contour_weight`` x the squared difference of
-    their :func:`contours`. ``reference``: probabilities (N, C, H, W), taken as constant."""
+    pixels with ``weights`` (N, H, W, in [0, 1]: the share of each pixel inside the image; all 1
+    if None); plus ``contour_weight`` x the squared difference of
+    their :func:`contours`. ``reference``: probabilities (N, C, H, W); it is not detached here,
+    so a gradient flows through the geometry that moved it (the clean prediction itself the
+    caller detaches)."""
     check_divergence(kind)
-    reference = reference.detach().float()
+    reference = reference.float()
     logits = logits.float()
     if kind == "kl":
         log_p = F.log_softmax(logits, 1)
@@ -50,8 +53,8 @@ def prediction_divergence(
     else:
         prob = logits.softmax(1)
         per_pixel = ((prob - reference) ** 2).mean(1)
-    out = _masked_mean(per_pixel, valid)
+    out = _weighted_mean(per_pixel, weights)
     if contour_weight:
         edges = ((contours(prob) - contours(reference)) ** 2).mean(1)
-        out = out + contour_weight * _masked_mean(edges, valid)
+        out = out + contour_weight * _weighted_mean(edges, weights)
     return out

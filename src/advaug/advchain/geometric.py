@@ -78,9 +78,10 @@ def sampling_grid(
     return grid + moved.permute(0, 2, 3, 1)
 
 
-def warp(x: Tensor, grid: Tensor, mode: str = "bilinear") -> Tensor:
-    """``x`` (N, C, H, W) read at ``grid``; zeros outside the image (in float64, see above)."""
-    out = F.grid_sample(x.double(), grid.double(), mode=mode, padding_mode="zeros", align_corners=ALIGN)
+def warp(x: Tensor, grid: Tensor, mode: str = "bilinear", padding: str = "zeros") -> Tensor:
+    """``x`` (N, C, H, W) read at ``grid``; zeros outside the image (or the border's values,
+    ``padding="border"``); in float64, see above."""
+    out = F.grid_sample(x.double(), grid.double(), mode=mode, padding_mode=padding, align_corners=ALIGN)
     return out.to(x.dtype)
 
 
@@ -90,7 +91,10 @@ def warp_masks(masks: Tensor, grid: Tensor) -> Tensor:
     return moved[:, 0].round().to(masks.dtype)
 
 
-def inside(grid: Tensor) -> Tensor:
-    """(N, H, W) bool: the output pixels read from inside the image (where a warped prediction is
-    a prediction, not padding)."""
-    return (grid.abs() <= 1.0 + 1e-6).all(-1)
+def coverage(grid: Tensor) -> Tensor:
+    """(N, H, W) in [0, 1]: how much of each output pixel is read from inside the image (1 inside,
+    0 outside, the bilinear share at the edge). Continuous in the grid, unlike a hard inside /
+    outside test, whose jumps (a whole border row leaving the image under a tiny rotation) would
+    make the divergence's gradient point nowhere in particular."""
+    ones = torch.ones(grid.shape[0], 1, *grid.shape[1:3], dtype=grid.dtype, device=grid.device)
+    return warp(ones, grid)[:, 0]

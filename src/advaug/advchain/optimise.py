@@ -19,7 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from advaug.advchain.budgets import ChainBudgets, Params, ascent_step, random_parameters
 from advaug.advchain.chain import Transformed, apply_chain
 from advaug.advchain.divergence import prediction_divergence
-from advaug.advchain.geometric import inside
+from advaug.advchain.geometric import coverage, warp
 from advaug.attacks import eval_mode
 from advaug.rules import check_budget, check_count, check_divergence, check_positive
 
@@ -90,12 +90,12 @@ def _frozen_mode(model: nn.Module, use_eval_mode: bool) -> contextlib.AbstractCo
 def divergence_of(
     forward: Callable[[Tensor], Tensor], reference: Tensor, t: Transformed, objective: ChainObjective
 ) -> Tensor:
-    """Per image: the prediction on ``t.images`` against ``reference`` moved by ``t``'s geometry,
-    over the pixels that come from inside the image."""
-    valid = None if t.grid is None else inside(t.grid)
-    return prediction_divergence(
-        t.move(reference), forward(t.images), objective.divergence, valid, objective.contour_weight
-    )
+    """Per image: the prediction on ``t.images`` against ``reference`` moved by ``t``'s geometry
+    (border values outside, so it stays a distribution), weighted by how much of each pixel comes
+    from inside the image (:func:`~advaug.advchain.geometric.coverage`)."""
+    weights = None if t.grid is None else coverage(t.grid)
+    moved = reference if t.grid is None else warp(reference, t.grid, padding="border")
+    return prediction_divergence(moved, forward(t.images), objective.divergence, weights, objective.contour_weight)
 
 
 def optimise_chain(
