@@ -4,6 +4,7 @@
 # PART (default: attack train epoch plain profile syncs; "all" = every part but sweep):
 #   attack     our FGSM vs torchattacks                      (attack_throughput.py, ~1 min)
 #   twin       twin BatchNorm forward vs plain, per mode     (twin_norm_forward.py, <1 min)
+#   advchain   AdvChain per attacked image vs one FGSM       (advchain_cost.py, <1 min)
 #   train      Lightning vs a plain loop, img/s              (train_throughput.py, ~2 min)
 #   compile    the same with torch.compile                   (first steps compile for a minute or more)
 #   epoch      epoch cost by kind, ratios to none            (epoch_cost.py, ~4 min)
@@ -23,8 +24,8 @@ while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) DRY=1 ;;
     --out) OUT=$2; shift ;;
-    all) PARTS+=(attack twin train compile epoch on_device plain profile syncs e2e) ;;
-    attack|twin|train|compile|epoch|on_device|plain|profile|syncs|e2e|sweep) PARTS+=("$1") ;;
+    all) PARTS+=(attack twin advchain train compile epoch on_device plain profile syncs e2e) ;;
+    attack|twin|advchain|train|compile|epoch|on_device|plain|profile|syncs|e2e|sweep) PARTS+=("$1") ;;
     *) echo "unknown part or option: $1 (see the head of $0)" >&2; exit 2 ;;
   esac
   shift
@@ -53,6 +54,7 @@ for part in "${PARTS[@]}"; do
     twin)
       bench 60 twin_norm_forward.py $GPU --repeats 20
       bench 60 twin_norm_forward.py $GPU --repeats 20 --backward ;;
+    advchain) bench 90 advchain_cost.py --device cuda --batch 32 --size 128 --repeats 10 ;;
     train) bench 120 train_throughput.py $GPU --steps 300 --repeats 3 ;;
     compile) bench 300 train_throughput.py $GPU --steps 300 --repeats 1 --compile ;;
     # 5 repeats: steady epochs of `none` spread 0.85-1.95 s over 3 on an H200

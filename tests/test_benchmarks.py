@@ -9,14 +9,16 @@ import pytest
 from conftest import ROOT, TINY
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import advchain_cost  # noqa: E402
 import attack_throughput  # noqa: E402
 import common  # noqa: E402
 import epoch_cost  # noqa: E402
 import train_throughput  # noqa: E402
 import twin_norm_forward  # noqa: E402
 
-SCRIPTS = {"attack_throughput.py": attack_throughput, "train_throughput.py": train_throughput,
-           "epoch_cost.py": epoch_cost, "twin_norm_forward.py": twin_norm_forward}  # fmt: skip
+SCRIPTS = {"advchain_cost.py": advchain_cost, "attack_throughput.py": attack_throughput,
+           "train_throughput.py": train_throughput, "epoch_cost.py": epoch_cost,
+           "twin_norm_forward.py": twin_norm_forward}  # fmt: skip
 # 4 clean + 4 pool images of 32², batch 2 (4 steps an epoch), on the CPU
 SMALL_SET = ["--device", "cpu", "--num-images", "4", "--size", "32", "--batch", "2", "--epochs", "3"]
 
@@ -168,3 +170,10 @@ def test_profile_counts_each_kernel_once():
     events._build_tree()
     assert common.self_times(events.key_averages(), device=True) == {"gemm_kernel": 0.1}
     assert set(common.self_times(events.key_averages(), device=False)) == {"aten::mm"}
+
+
+def test_advchain_cost_prints_every_case_and_its_ratio_to_fgsm(capsys):
+    result = advchain_cost.main(["--device", "cpu", "--batch", "2", "--size", "32", "--repeats", "1"])
+    cases = ("advchain_n_iter_0", "advchain_n_iter_1", "photometric", "geometric", "consistency_term")
+    assert set(result) == {"fgsm_ms_per_image"} | {f"{c}_{k}" for c in cases for k in ("ms_per_image", "ratio", "best_ratio")}
+    assert all(v > 0 for v in result.values()) and "ratio to fgsm" in capsys.readouterr().out

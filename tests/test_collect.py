@@ -167,3 +167,13 @@ def test_the_baseline_of_a_sweep_over_eps_is_the_plain_none_row(tmp_path):
                        "rotate + fgsm [aug.eps=0.01]", "rotate + fgsm [aug.eps=0.05]", "rotate + none"]  # fmt: skip
     (repeat,) = [j for j in jobs if j.status == "repeat" and j.base == "none"]
     assert repeat.method == "none" and "none_None_0.01" in repeat.reason and "reads no aug.eps" in repeat.reason
+
+
+def test_advchain_rows_are_labelled_like_the_other_methods(tmp_path):
+    # a stacked arm, a variant chain and a swept budget: the same labels as for the attacks
+    specs = [("advchain", None, []), ("advchain", "flip", []), ("advchain_geometric", None, []),
+             ("advchain", None, ["aug.affine.rotate=10"])]  # fmt: skip
+    for i, (aug, base, extra) in enumerate(specs):
+        make_job(tmp_path / f"{i}", "polyp", aug, 0 if i != 3 else 1, 0.7, overrides=extra, base=base)
+    methods = [j.method for j in sorted(collect([tmp_path]), key=lambda j: j.path.name)]
+    assert methods == ["advchain", "flip + advchain", "advchain_geometric", "advchain [aug.affine.rotate=10]"]
