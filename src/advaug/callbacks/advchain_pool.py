@@ -121,11 +121,12 @@ class AdvChainPool(PoolCallback):
                 shown = (x[:k].cpu(), t.images[:k].cpu(), y[:k].cpu(), masks[-1][:k].cpu())
         if images:
             out_images, out_masks = torch.cat(images), torch.cat(masks)
-            scores = torch.stack([torch.cat(start).sum(), torch.cat(end).sum(), torch.tensor(float(len(shard)))])
+            first_scores, last_scores = torch.cat(start), torch.cat(end)
+            scores = torch.stack([first_scores.sum(), last_scores.sum(), first_scores.new_tensor(float(len(shard)))])
         else:  # a DDP rank with an empty shard still joins the gather
             out_images, out_masks = dm.train_images(shard, device, epoch)
-            scores = torch.zeros(3)
-        self._report = (scores.to(device), shown)
+            scores = torch.zeros(3, device=device)
+        self._report = (scores.float(), shown)
         return gather_rows(trainer, out_images), gather_rows(trainer, out_masks)
 
     def after_fill(self, trainer, pl_module, epoch, num, seconds, remade) -> None:
