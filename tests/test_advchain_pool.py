@@ -68,6 +68,11 @@ def test_a_fit_fills_an_adversarial_slot_with_moved_masks_and_writes_the_grid(tm
     # the masks moved with the images: the pool's masks are not the chosen clean masks
     clean_masks = dm.training_pairs(0)[1]
     assert not any(torch.equal(pool["masks"][i], m.long()) for i in range(4) for m in clean_masks)
+    # seeded starts: the same weights remake the same pool (what lets a checkpoint leave it out)
+    assert cb.rebuildable
+    again = [cb.make_pool(trainer, model, 0) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(again[0], again[1], strict=True))
+    assert not torch.equal(cb.make_pool(trainer, model, 1)[0], again[0][0])
 
 
 def test_the_consistency_term_runs_in_a_real_fit_with_twin_norms(tmp_path, tiny_overrides):
