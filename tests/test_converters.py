@@ -400,3 +400,50 @@ def test_polyp_refuses_to_publish_only_empty_masks(tmp_path):
     with pytest.raises(DatasetError, match=r"Ground Truth: all 4 masks are empty after binarising at >= 128"):
         prepare("polyp", src, out, size=20, **QUIET)
     assert nothing_left(out)
+
+
+CVC_SHARED = ROOT.parent / "shared" / "datasets" / "cvc-clinicdb"
+
+
+@pytest.mark.skipif(not CVC_SHARED.is_dir(), reason="needs ../shared/datasets/cvc-clinicdb")
+def test_polyp_keeps_cvc_clinicdb_videos_whole_with_its_sequences_json(tmp_path):
+    # 4 frames from each of 4 real CVC-ClinicDB videos, symlinked, with the shared sequences.json
+    videos = json.loads((CVC_SHARED / "sequences.json").read_text())
+    frames = [i for v in (1, 2, 3, 4) for i in sorted(k for k, g in videos.items() if g == v)[:4]]
+    src = tmp_path / "cvc"
+    for sub in ("images", "masks"):
+        (src / sub).mkdir(parents=True)
+        for i in frames:
+            (src / sub / f"{i}.png").symlink_to(CVC_SHARED / sub / f"{i}.png")
+    (src / "sequences.json").symlink_to(CVC_SHARED / "sequences.json")
+    out = tmp_path / "out" / "polyp"
+    record = prepare("polyp", src, out, size=16, split=(0.5, 0.25, 0.25), **QUIET)
+    assert record["split_by"] == "video" and record["group_unit"] == "videos"
+    assert record["groups"] == {f"video_{v}": [i for i in frames if videos[i] == v] for v in (1, 2, 3, 4)}
+    splits = read_splits(out / "splits.json", frames)
+    placed = {name: {videos[i] for i in ids} for name, ids in splits.items()}
+    assert sorted(len(v) for v in placed.values()) == [1, 1, 2]  # whole videos: 2 / 1 / 1
+    assert not (placed["train"] & placed["val"] or placed["train"] & placed["test"] or placed["val"] & placed["test"])
+    assert json.loads((out / "dataset.json").read_text())["groups"] == record["groups"]
+
+
+def test_polyp_groups_file_given_on_the_command_line_splits_by_video(tmp_path):
+    src = cvc_source(tmp_path / "cvc", n=6)
+    groups = tmp_path / "videos.json"
+    groups.write_text(json.dumps({"1": 1, "2": 1, "3": 2, "4": 2, "5": 3, "6": 3}))
+    out = tmp_path / "out" / "polyp"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "prepare_data.py"), "polyp",
+         "--src", str(src), "--out", str(out), "--size", "16", "--groups", str(groups)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "6 frames of 3 videos: split by video" in proc.stdout
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(len(ids) for ids in splits.values()) == [2, 2, 2]  # one whole video per split
+    assert {tuple(ids) for ids in splits.values()} == {("1", "2"), ("3", "4"), ("5", "6")}
+    # without it: per image, as before
+    record = prepare("polyp", src, tmp_path / "out" / "plain", size=16, **QUIET)
+    assert record["split_by"] == "image" and len(record["groups"]) == 6
+    with pytest.raises(DatasetError, match="--groups .*nosuch.json: no such file"):
+        prepare("polyp", src, tmp_path / "out" / "x", size=16, groups=tmp_path / "nosuch.json", **QUIET)

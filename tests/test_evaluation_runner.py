@@ -88,8 +88,8 @@ def test_run_robustness_scores_the_test_split_by_default_and_records_split_and_g
     assert json.loads((tmp_path / "v" / "robustness.json").read_text())["meta"]["split"] == "val"
 
 
-def test_run_robustness_refuses_a_split_that_is_not_train_val_or_test(tmp_path):
-    with pytest.raises(ConfigError, match=r"robustness\.split='predict': choose train, val or test"):
+def test_run_robustness_refuses_a_split_that_is_not_train_val_test_or_all(tmp_path):
+    with pytest.raises(ConfigError, match=r"robustness\.split='predict': choose train, val, test or all"):
         run_robustness(grid(split="predict"), ConstantNet(), Splits(), tmp_path, {})
 
     class TestOnly:

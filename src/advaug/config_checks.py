@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from advaug.controls import CONTROLS
 from advaug.errors import ConfigError
-from advaug.rules import check_eps
+from advaug.rules import check_eps, check_folds
 
 # Subtrees whose `eps`-like keys are perturbation sizes on the [0, 1] image scale. The optimizer's
 # `eps` (Adam's numerical epsilon) is a different quantity and is not checked here.
@@ -242,6 +243,34 @@ def check_gan_config(cfg: DictConfig) -> None:
     check_gan(cfg, "gan")
 
 
+def check_eval_datasets(cfg: DictConfig) -> None:
+    """Each ``eval_datasets`` entry can score the trained model: the same classes, the training
+    image size (the model's input size), and a folder that is there (or a generator that makes it),
+    so that a mismatch stops the run before training, not after it."""
+    from advaug.evaluation.external import external_sets
+
+    train_name = OmegaConf.select(cfg, "dataset.name", default="?")
+    classes, size = cfg.dataset.get("num_classes"), cfg.dataset.get("image_size")
+    for ext in external_sets(cfg):
+        other = ext.node.get("name") or ext.dataset
+        if ext.node.get("num_classes") != classes:
+            raise ConfigError(
+                f"{ext.key}: dataset {other} has num_classes={ext.node.get('num_classes')} but the model trains on "
+                f"dataset {train_name} with dataset.num_classes={classes}; a model scores only datasets of its "
+                f"own classes: drop {other} from eval_datasets or give it num_classes={classes} masks."
+            )
+        if ext.image_size_given is not None and ext.image_size_given != size:
+            raise ConfigError(
+                f"{ext.key}: dataset {other} asks for image_size={ext.image_size_given} but the model trains on "
+                f"dataset {train_name} at dataset.image_size={size}; external sets are read at the training "
+                "size: drop image_size from the entry."
+            )
+        root = Path(str(ext.node.get("root")))
+        if ext.node.get("generator") is None and not root.is_dir():
+            hint = ext.node.get("prepare_hint") or "set its root (e.g. {dataset: folder, root: /path/to/data})"
+            raise ConfigError(f"{ext.key}: dataset {other}: folder {root} does not exist. {hint}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse out-of-range values of a training config with one clear :class:`ConfigError`."""
     check_missing(cfg)
@@ -266,3 +295,5 @@ def check_config(cfg: DictConfig) -> None:
     check_trainer(cfg)
     if OmegaConf.select(cfg, "aug.gan", default=None) is not None:
         check_gan(cfg, "aug.gan")
+    check_folds(OmegaConf.select(cfg, "dataset.folds", default=None), OmegaConf.select(cfg, "dataset.fold", default=None))
+    check_eval_datasets(cfg)

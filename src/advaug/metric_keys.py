@@ -18,6 +18,7 @@ def per_class_keys(keys: Iterable[str], base: str = "iou") -> list[str]:
 # one row per image (src/advaug/per_image.py writes them, src/advaug/reporting/paired.py reads them)
 PER_IMAGE_FILE = "per_image.csv"  # the test split, beside metrics.json
 ROBUSTNESS_PER_IMAGE_FILE = "robustness_per_image.csv"  # every robustness cell, beside robustness.json
+EXTERNAL_DIR = "external"  # <run>/external/<name>/per_image.csv: each eval_datasets entry (evaluation/external.py)
 PER_IMAGE_SCORES = ("miou", "iou_fg", "dice", "hd95")
 PER_IMAGE_FIELDS = ("id", *PER_IMAGE_SCORES, "mask_pixels", "pred_pixels")
 LOWER_IS_BETTER = frozenset({"hd95"})

@@ -177,3 +177,16 @@ def check_scale_budget(value: float, key: str = "aug.affine.scale") -> float:
     if check_budget(value, key) >= 1:
         raise ConfigError(f"{key}={value!r}: must lie in [0, 1) (the scale 1 - {key} must stay positive; e.g. 0.2).")
     return float(value)
+
+
+def check_folds(folds: int | None, fold: int | None, key: str = "dataset") -> None:
+    """k-fold cross-validation: ``folds`` >= 2 and ``fold`` one of 0..folds-1, both set or neither."""
+    if folds is None and fold is None:
+        return
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in (folds, fold))
+    if not whole or folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(
+            f"{key}.folds={folds} {key}.fold={fold}: k-fold cross-validation needs {key}.folds >= 2 and "
+            f"{key}.fold one of 0..folds-1 (e.g. {key}.folds=5 {key}.fold=0; a sweep: -m {key}.fold=0,1,2,3,4), "
+            f"or both null for one split."
+        )

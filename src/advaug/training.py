@@ -118,6 +118,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_robustness(cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device)
 
     metrics = completed_record(cfg, trainer, datamodule, test, _history(trainer), started)
+    if cfg.get("eval_datasets") and trainer.is_global_zero:  # the best checkpoint on other datasets
+        from advaug.evaluation.external import score_external
+
+        metrics["external"] = score_external(cfg, model, best, out, trainer.strategy.root_device)
+        metrics["wall_time_s"] = time.time() - started
     if trainer.is_global_zero:
         atomic_write_json(out / METRICS_FILE, metrics)
         log.info("test: %s", "  ".join(f"{k}={v:.4f}" for k, v in test.items()))

@@ -21,10 +21,12 @@ from advaug.data.mixed_batches import MixedBatchSampler, mixed_order
 from advaug.data.pool import Placement, SamplePool
 from advaug.data.sharding import check_eval_shards, drops_single_last
 from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
+from advaug.data.folds import fold_split
+from advaug.data.groups import read_groups
 from advaug.data.splits import SPLITS, resolve_splits
 from advaug.data.workers import worker_context
 from advaug.errors import ConfigError, DatasetError
-from advaug.rules import check_batch_fraction, check_num_classes
+from advaug.rules import check_batch_fraction, check_folds, check_num_classes
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     Splits come from ``root/splits.json`` when present, else from a shuffle seeded by
     ``split_seed`` cut by ``split`` ratios (the split seed is separate from the training seed so
-    that all runs of a sweep see the same test set).
+    that all runs of a sweep see the same test set); with ``folds`` and ``fold``, fold ``fold`` of a
+    k-fold cross-validation (:mod:`advaug.data.folds`). The groups of ``groups_file`` (patients,
+    videos: :mod:`advaug.data.groups`) never straddle two splits of a seeded split or of a fold.
+    ``load_all`` reads every pair of the folder as the split ``all`` (external scoring).
 
     The train set is ``clean ∪ every slot of`` :attr:`pool`: producers (adversarial, transform,
     GAN callbacks) fill their slots; the train loader is rebuilt each epoch, so a new slot takes
@@ -69,6 +74,9 @@ class SegmentationDataModule(L.LightningDataModule):
         on_device: bool = False,
         name: str = "folder",
         prepare_hint: str | None = None,
+        folds: int | None = None,
+        fold: int | None = None,
+        groups_file: str | None = "sequences.json",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -86,6 +94,8 @@ class SegmentationDataModule(L.LightningDataModule):
         self._on_device_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
+        check_folds(folds, fold)
+        self.folds, self.fold, self.groups_file = folds, fold, groups_file
         self.mask_threshold, self.transform = check_mask_threshold(mask_threshold, num_classes), transform
         self.base = base
         # a share of each batch from the pool at the clean set's steps (data/mixed_batches.py)
@@ -109,11 +119,15 @@ class SegmentationDataModule(L.LightningDataModule):
             raise DatasetError(f"dataset folder {self.root} does not exist. {self.prepare_hint}")
 
     def setup(self, stage: str | None = None) -> None:
-        if self.data:
+        if "train" in self.data:
             return
         pairs = find_pairs(self.root)
         by_id = {p.id: p for p in pairs}
-        ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file)
+        group_of = read_groups(self.root, list(by_id), self.groups_file)
+        if self.folds is not None:  # the folds cover every image: no splits.json
+            ids = fold_split(group_of, self.folds, self.fold, self.split, self.split_seed)
+        else:
+            ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file, group_of)
         # all splits into locals first: a split failing to load must not leave self.data half
         # filled, or a retried setup() would return early without it
         data = {
@@ -126,13 +140,27 @@ class SegmentationDataModule(L.LightningDataModule):
             )
             for name in SPLITS
         }
-        self.ids, self.data = ids, data
+        self.ids.update(ids)
+        self.data.update(data)
         log.info(
             "dataset %s at %s: %s",
             self.name,
             self.root,
-            ", ".join(f"{n}={len(self.ids[n])}" for n in SPLITS),
+            ", ".join(f"{n}={len(self.ids[n])}" for n in SPLITS)
+            + ("" if self.folds is None else f" (fold {self.fold} of {self.folds})"),
         )
+
+    def load_all(self) -> list[str]:
+        """Read every pair of the folder, whatever its split, as the split ``all`` (scoring a whole
+        external dataset: ``all_dataloader``); returns the ids."""
+        if "all" not in self.data:
+            pairs = find_pairs(self.root)
+            self.data["all"] = load_pairs(
+                pairs, self.image_size, self.num_classes, self.mask_threshold, self.intensity_range
+            )
+            self.ids["all"] = [p.id for p in pairs]
+            log.info("dataset %s at %s: all=%d", self.name, self.root, len(pairs))
+        return self.ids["all"]
 
     # -- extra samples ---------------------------------------------------------------------
     def _placement(self) -> Placement:
@@ -323,6 +351,11 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("test")
+
+    def all_dataloader(self) -> DataLoader | DeviceBatches:
+        """Every pair of the folder (:meth:`load_all`), in id order."""
+        self.load_all()
+        return self._eval_loader("all")
 
     # -- checkpoint state: the pool's slots, except those their producers can remake ------------
     def state_dict(self) -> dict[str, Any]:

@@ -110,12 +110,32 @@ def unused_note(path: Path, ids: Sequence[str], splits: dict[str, list[str]]) ->
     )
 
 
+def grouped_split(group_of: dict[str, str], ratios: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """:func:`seeded_split` of the groups (patients, videos; ``{id: group}``), each group's ids
+    kept together: the ratios count groups, as the converters' patient splits do."""
+    groups: dict[str, list[str]] = {}
+    for i in sorted(group_of):
+        groups.setdefault(group_of[i], []).append(i)
+    by_group = seeded_split(sorted(groups), ratios, seed)
+    return {name: sorted(i for g in by_group[name] for i in groups[g]) for name in SPLITS}
+
+
 def resolve_splits(
-    root: Path, ids: Sequence[str], ratios: dict[str, float], seed: int, splits_file: str = "splits.json"
+    root: Path,
+    ids: Sequence[str],
+    ratios: dict[str, float],
+    seed: int,
+    splits_file: str = "splits.json",
+    group_of: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
-    """The train/val/test ids: ``root/splits_file`` when present, else a seeded split; none empty."""
+    """The train/val/test ids: ``root/splits_file`` when present, else a seeded split (of the groups
+    of ``group_of`` when some group holds several ids: a video's frames stay in one split); none empty."""
     path = Path(root) / splits_file
-    splits = read_splits(path, ids) if path.is_file() else seeded_split(ids, ratios, seed)
+    grouped = group_of is not None and len(set(group_of.values())) < len(group_of)
+    if path.is_file():
+        splits = read_splits(path, ids)
+    else:
+        splits = grouped_split(group_of, ratios, seed) if grouped else seeded_split(ids, ratios, seed)
     note = unused_note(path, ids, splits)
     if note:
         log.warning("%s", note)

@@ -50,8 +50,10 @@ def run_robustness(
     """
     split = node.get("split", "test")
     loader_fn = getattr(datamodule, f"{split}_dataloader", None)
-    if split not in ("train", "val", "test") or loader_fn is None:
-        raise ConfigError(f"robustness.split={split!r}: choose train, val or test.")
+    if split not in ("train", "val", "test", "all") or loader_fn is None:
+        raise ConfigError(f"robustness.split={split!r}: choose train, val, test or all (the whole folder).")
+    if split == "all":
+        datamodule.load_all()  # the ids of the per-image rows
     model = model.to(device) if device is not None else model
     recorder = PerImageRecorder(model.num_classes, (getattr(datamodule, "ids", None) or {}).get(split))
     rows = evaluate_robustness(
@@ -167,6 +169,13 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     dataset_cfg = cfg.dataset if cfg.get("dataset") else run_cfg.dataset
     with open_dict(dataset_cfg):
         dataset_cfg.transform = dataset_cfg.base = None  # the test split is never augmented
+        trained = OmegaConf.select(run_cfg, "dataset.image_size")
+        if cfg.get("dataset") and trained is not None and dataset_cfg.get("image_size") != trained:
+            log.info(
+                "dataset %s read at the model's training size %s (not its dataset.image_size=%s)",
+                dataset_cfg.get("name"), trained, dataset_cfg.get("image_size"),
+            )  # fmt: skip
+            dataset_cfg.image_size = trained  # as eval_datasets reads an external set
     if OmegaConf.select(run_cfg, "model.net.encoder_weights") is not None:
         with open_dict(run_cfg):  # the checkpoint replaces them: no download (works offline)
             run_cfg.model.net.encoder_weights = None
@@ -178,7 +187,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
             f"model predicts {model.num_classes}; evaluate on a dataset with the same classes."
         )
     datamodule.prepare_data()
-    datamodule.setup("test")
+    if cfg.robustness.get("split") != "all":  # all: every pair of the folder, no split needed
+        datamodule.setup("test")
     device = cfg.get("device") or "auto"
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     meta = {
@@ -189,7 +199,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
         "base": OmegaConf.select(run_cfg, "base.name", default="none"),
         "seed": OmegaConf.select(run_cfg, "seed"),
     }
-    if not cfg.get("dataset") and getattr(datamodule, "ids", None):
+    if not cfg.get("dataset") and cfg.robustness.get("split") != "all" and getattr(datamodule, "ids", None):
         meta["test_split"] = check_test_split(ckpt, datamodule.ids)
     out = Path(cfg.paths.output_dir)
     rows = run_robustness(cfg.robustness, model, datamodule, out, meta, device=device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,16 @@ def mean_std(values: Iterable[float | None]) -> Stat:
     if not vals:
         return Stat(math.nan, math.nan, 0)
     return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else math.nan, len(vals))
+
+
+def per_model(jobs: Iterable[Job], value: Callable[[Job], float | None]) -> list[float | None]:
+    """One value per model (seed): the job's own, or for k-fold runs the mean over the seed's folds
+    (each fold's test split is a fifth of the images: their mean is the seed's cross-validated score)."""
+    by_model: dict[Any, list[float]] = defaultdict(list)
+    for job in jobs:
+        v = value(job)
+        by_model[job.model].extend([float(v)] if v is not None and math.isfinite(float(v)) else [])
+    return [statistics.fmean(vals) if vals else None for vals in by_model.values()]
 
 
 def _record(table: int, dataset, row, column, metric, stat: Stat, block: str = "") -> dict[str, Any]:
@@ -86,7 +96,7 @@ def table1(jobs: Sequence[Job], epochs: Sequence[int]) -> list[dict[str, Any]]:
     for (dataset, method), group in _group(j for j in jobs if j.ok).items():
         for metric in METRICS:
             for epoch in [*epochs, None]:
-                stat = mean_std(_history_value(j, metric, epoch) for j in group)
+                stat = mean_std(per_model(group, lambda j, m=metric, e=epoch: _history_value(j, m, e)))
                 column = "final" if epoch is None else f"epoch {epoch}"
                 out.append(_record(1, dataset, method, column, metric, stat))
     return out
@@ -141,7 +151,7 @@ def table2(jobs: Sequence[Job]) -> list[dict[str, Any]]:
     cells: dict[tuple, dict[Any, float | None]] = defaultdict(dict)
     for job in sorted(jobs, key=lambda j: (j.status == "evaluation", str(j.path))):  # training first
         row = f"{'before' if job.aug == 'none' else 'after'}: {job.method}"
-        model = job.seed if job.seed is not None else str(job.path)  # no seed: the job is its own model
+        model = (job.model, job.fold)  # no seed: the job is its own model; k-fold: one value per fold
         for (block, column, eps, metric), value in _job_cells(job).items():
             cells[(str(job.dataset), block, row, metric, column, eps)][model] = value
 
@@ -149,11 +159,26 @@ def table2(jobs: Sequence[Job]) -> list[dict[str, Any]]:
         dataset, block, row, metric, _, eps = key
         return dataset, block, not row.startswith("before"), row, metric, eps
 
+    def seed_values(values: dict[tuple, float | None]) -> list[float | None]:  # the folds of a seed: their mean
+        folds: dict[Any, list[float]] = defaultdict(list)
+        for (model, _), v in values.items():
+            folds[model].extend([float(v)] if v is not None and math.isfinite(float(v)) else [])
+        return [statistics.fmean(vals) if vals else None for vals in folds.values()]
+
     return [
-        _record(2, dataset, row, column, metric, mean_std(cells[key].values()), block)
+        _record(2, dataset, row, column, metric, mean_std(seed_values(cells[key])), block)
         for key in sorted(cells, key=order)
         for dataset, block, row, metric, column, _ in [key]
     ]
+
+
+def test_score(job: Job, metric: str, external: str | None = None) -> float | None:
+    """The job's test ``metric`` (best checkpoint): its own test split, or the ``external`` set's
+    (``eval_datasets``: metrics.json's ``external.<name>``)."""
+    scores = (job.metrics or {}).get("test", {})
+    if external is not None:
+        scores = (((job.metrics or {}).get("external") or {}).get(external) or {}).get("test", {})
+    return scores.get(f"test/{metric}")
 
 
 def table3(jobs: Sequence[Job]) -> list[dict[str, Any]]:
@@ -164,7 +189,7 @@ def table3(jobs: Sequence[Job]) -> list[dict[str, Any]]:
         # multi-class runs also recorded test/iou_c<k> per foreground class
         classes = per_class_keys(k for j in group for k in (j.metrics or {}).get("test", {}))
         for metric in (*METRICS, *classes):
-            stat = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
+            stat = mean_std(per_model(group, lambda j, m=metric: test_score(j, m)))
             out.append(_record(3, "all", method, dataset, metric, stat))
     return out
 
@@ -176,7 +201,7 @@ def curves(jobs: Sequence[Job], metric: str = "miou") -> dict[tuple[str, str], l
         epochs = sorted(
             {r["epoch"] for j in group for r in j.metrics.get("history", []) if f"val/{metric}" in r}
         )
-        out[key] = [(e, mean_std(_history_value(j, metric, e) for j in group)) for e in epochs]
+        out[key] = [(e, mean_std(per_model(group, lambda j, e=e: _history_value(j, metric, e)))) for e in epochs]
     return out
 
 
@@ -203,10 +228,8 @@ def compare(jobs: Sequence[Job], reference: str, metric: str = "miou") -> list[d
     for (dataset, method), group in groups.items():
         if method == reference or (dataset, reference) not in groups:
             continue
-        ref = mean_std(
-            (j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in groups[dataset, reference]
-        )
-        other = mean_std((j.metrics or {}).get("test", {}).get(f"test/{metric}") for j in group)
+        ref = mean_std(per_model(groups[dataset, reference], lambda j: test_score(j, metric)))
+        other = mean_std(per_model(group, lambda j: test_score(j, metric)))
         diff = ref.mean - other.mean
         pooled = pooled_sd(ref, other) if ref.n > 1 and other.n > 1 else math.nan
         out.append(

@@ -43,6 +43,7 @@ class Job:
     aug: str | None = None
     base: str = "none"  # the base augmentation beneath aug (base=..., conf/base/)
     seed: int | None = None
+    fold: int | None = None  # k-fold cross-validation (dataset.fold): the folds of a seed make one model's row
     overrides: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
@@ -56,6 +57,11 @@ class Job:
         that sets this job apart (``fgsm [aug.eps=0.05]``, ``rotate + invfgsm [aug.eps=0.0157]``)."""
         name = method_label(self.base, self.aug or "?")
         return f"{name} [{self.variant}]" if self.variant else name
+
+    @property
+    def model(self) -> int | str:
+        """The seed (a k-fold seed's folds share it), or the folder for a job without one."""
+        return self.seed if self.seed is not None else str(self.path)
 
     @property
     def ok(self) -> bool:
@@ -106,8 +112,11 @@ def _config_facts(cfg: Any) -> dict[str, Any]:
         return {}
     return {
         k: OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
-        for k, key in (("dataset", "dataset.name"), ("aug", "aug.name"), ("base", "base.name"), ("seed", "seed"))
-    }
+        for k, key in (
+            ("dataset", "dataset.name"), ("aug", "aug.name"), ("base", "base.name"), ("seed", "seed"),
+            ("fold", "dataset.fold"),
+        )
+    }  # fmt: skip
 
 
 def _choices(folder: Path) -> dict[str, str]:
@@ -159,7 +168,7 @@ def load_job(folder: Path) -> Job:
         else:
             job.status = "completed"
         facts.update(
-            {k: job.metrics[k] for k in ("dataset", "aug", "base", "seed") if job.metrics and k in job.metrics}
+            {k: job.metrics[k] for k in ("dataset", "aug", "base", "seed", "fold") if job.metrics and k in job.metrics}
         )
     elif job.robustness and job.robustness.get("meta", {}).get("source") == "evaluate":
         job.status = "evaluation"
@@ -167,6 +176,7 @@ def load_job(folder: Path) -> Job:
     else:
         job.reason = "no metrics.json (the job crashed, was killed or is still running)"
     job.dataset, job.aug, job.seed = facts.get("dataset"), facts.get("aug"), facts.get("seed")
+    job.fold = facts.get("fold")
     job.base = facts.get("base") or "none"
     return job
 
@@ -221,6 +231,7 @@ def assign_variants(jobs: list[Job]) -> None:
         source = links.get(id(job))
         if job.status == "evaluation" and source is not None:
             job.variant, job.aug, job.base, job.seed = source.variant, source.aug, source.base, source.seed
+            job.fold = source.fold
             job.dataset = job.dataset if job.dataset is not None else source.dataset
 
 
@@ -241,7 +252,7 @@ def mark_repeated_baselines(jobs: list[Job]) -> None:
     for job in jobs:
         if not job.ok or job.seed is None or job.aug not in CONTROLS or "aug.eps" not in job.overrides:
             continue
-        key = (str(job.dataset), job.method, job.seed)
+        key = (str(job.dataset), job.method, job.seed, job.fold)
         if key in first:
             job.status, job.reason = "repeat", f"the same run as {first[key]} (aug={job.aug} reads no aug.eps)"
         else:
@@ -249,17 +260,18 @@ def mark_repeated_baselines(jobs: list[Job]) -> None:
 
 
 def check_one_job_per_seed(jobs: list[Job]) -> None:
-    """Raise :class:`ConfigError` when two completed job folders hold the same dataset, method and
-    seed (a sweep rerun into a new folder): averaging them would count one seed twice."""
+    """Raise :class:`ConfigError` when two completed job folders hold the same dataset, method,
+    seed and fold (a sweep rerun into a new folder): averaging them would count one seed twice."""
     seen: dict[tuple, Path] = {}
     for job in jobs:
         if not job.ok or job.seed is None:
             continue
-        key = (str(job.dataset), job.method, job.seed)
+        key = (str(job.dataset), job.method, job.seed, job.fold)
         if key in seen:
+            fold = "" if job.fold is None else f", fold {job.fold}"
             raise ConfigError(
                 f"{seen[key]} and {job.path} are both completed runs of dataset {key[0]}, method "
-                f"{key[1]}, seed {key[2]}; they would be averaged as two seeds. Pass only one of them "
+                f"{key[1]}, seed {key[2]}{fold}; they would be averaged as two seeds. Pass only one of them "
                 "(the folder you mean, or a root that holds only one)."
             )
         seen[key] = job.path

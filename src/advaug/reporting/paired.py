@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from advaug.controls import CONTROLS
@@ -36,9 +37,15 @@ METRIC_NAMES = {
 }
 
 
-def read_per_image(job: Job) -> dict[str, dict[str, float]] | None:
-    """``{image id: {metric: score}}`` from the job's ``per_image.csv``; None without one."""
-    path = job.path / PER_IMAGE_FILE
+def test_scores(job: Job) -> list[tuple[str, Path]]:
+    """What a job adds to the paired tables: its own test split's rows, under its dataset."""
+    return [(str(job.dataset), job.path / PER_IMAGE_FILE)]
+
+
+def read_per_image(source: Job | Path) -> dict[str, dict[str, float]] | None:
+    """``{image id: {metric: score}}`` from a ``per_image.csv`` (a job's own test split, or a
+    file); None without one."""
+    path = source.path / PER_IMAGE_FILE if isinstance(source, Job) else Path(source)
     if not path.is_file():
         return None
     with open(path, newline="", encoding="utf-8") as f:
@@ -53,10 +60,33 @@ def read_per_image(job: Job) -> dict[str, dict[str, float]] | None:
     return {r["id"]: {m: number(r.get(m)) for m in PER_IMAGE_SCORES} for r in rows if r.get("id")}
 
 
-def seed_means(jobs: Sequence[Job]) -> tuple[dict[str, dict[str, float]], int]:
-    """Each image's scores averaged over the jobs (seeds) that scored it, on the images every one of
-    them scored; and the number of jobs with per-image scores."""
-    tables = [t for t in (read_per_image(j) for j in jobs) if t is not None]
+def _mean_over(tables: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each image's scores averaged over the tables that hold it (finite values only)."""
+    out = {}
+    for image in sorted(set().union(*tables)):
+        rows = [t[image] for t in tables if image in t]
+        out[image] = {}
+        for metric in PER_IMAGE_SCORES:
+            values = [r[metric] for r in rows if math.isfinite(r[metric])]
+            out[image][metric] = sum(values) / len(values) if values else math.nan
+    return out
+
+
+def seed_means(
+    jobs: Sequence[Job], files: Sequence[Path] | None = None
+) -> tuple[dict[str, dict[str, float]], int]:
+    """Each image's scores averaged over the seeds that scored it, on the images every one of them
+    scored; and the number of seeds with per-image scores. ``files``: each job's ``per_image.csv``
+    (default its test split's). The folds of a k-fold seed are joined first: their test images are
+    disjoint, so each image keeps the one score its fold's model gave it (an external set, scored
+    by every fold's model, gets their mean)."""
+    files = list(files) if files is not None else [j.path / PER_IMAGE_FILE for j in jobs]
+    by_model: dict[Any, list[dict[str, dict[str, float]]]] = defaultdict(list)
+    for job, path in zip(jobs, files, strict=True):
+        table = read_per_image(path)
+        if table is not None:
+            by_model[job.model].append(table)
+    tables = [_mean_over(folds) if len(folds) > 1 else folds[0] for folds in by_model.values()]
     if not tables:
         return {}, 0
     shared = set(tables[0]).intersection(*tables[1:])
@@ -87,16 +117,25 @@ def _row(dataset, reference, method, metric, seeds: str, **values: Any) -> dict[
 
 
 def paired_rows(
-    jobs: Sequence[Job], references: Sequence[str], n_resamples: int = RESAMPLES, seed: int = 0
+    jobs: Sequence[Job],
+    references: Sequence[str],
+    n_resamples: int = RESAMPLES,
+    seed: int = 0,
+    scored: Callable[[Job], list[tuple[str, Path]]] = test_scores,
 ) -> list[dict[str, Any]]:
-    """The rows of every paired table (:data:`PAIRED_FIELDS`), Holm-adjusted per reference × metric."""
+    """The rows of every paired table (:data:`PAIRED_FIELDS`), Holm-adjusted per reference × metric.
+    ``scored(job)``: the (dataset label, ``per_image.csv``) pairs the job contributes (default its
+    own test split; the generalisation table passes each external set)."""
     groups: dict[tuple[str, str], list[Job]] = defaultdict(list)
+    files: dict[tuple[str, str], list[Path]] = defaultdict(list)
     bases: dict[str, str] = {}
     for job in jobs:
         if job.ok:
-            groups[(str(job.dataset), job.method)].append(job)
+            for label, path in scored(job):
+                groups[(label, job.method)].append(job)
+                files[(label, job.method)].append(path)
             bases[job.method] = job.base
-    means = {key: seed_means(group) for key, group in groups.items()}
+    means = {key: seed_means(group, files[key]) for key, group in groups.items()}
     rows = []
     for family in references:
         for (dataset, method), group in sorted(groups.items()):
@@ -104,10 +143,10 @@ def paired_rows(
             if method == reference or (dataset, reference) not in groups:
                 continue
             (ref_scores, ref_with), (scores, with_) = means[(dataset, reference)], means[(dataset, method)]
-            n_ref = len(groups[(dataset, reference)])
-            seeds = f"{ref_with} vs {with_}" + ("" if (ref_with, with_) == (n_ref, len(group)) else
-                                               f" (of {n_ref} vs {len(group)})")  # fmt: skip
-            lacking = n_ref - ref_with + len(group) - with_
+            n_ref, n = len({j.model for j in groups[(dataset, reference)]}), len({j.model for j in group})
+            seeds = f"{ref_with} vs {with_}" + ("" if (ref_with, with_) == (n_ref, n) else
+                                               f" (of {n_ref} vs {n})")  # fmt: skip
+            lacking = n_ref - ref_with + n - with_
             note = f"{lacking} run(s) without {PER_IMAGE_FILE} left out" if lacking else ""
             if not (ref_with and with_):
                 note = f"no per-image scores ({lacking} run(s) made before {PER_IMAGE_FILE} was written)"

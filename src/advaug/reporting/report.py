@@ -12,6 +12,11 @@ from typing import Any
 
 from advaug.reporting import aggregate, plots
 from advaug.reporting.collect import Job, collect
+from advaug.reporting.generalisation import (
+    generalisation_paired,
+    generalisation_records,
+    generalisation_section,
+)
 from advaug.reporting.paired import PAIRED_FIELDS, default_references, paired_rows, paired_section
 from advaug.reporting.provenance import provenance_lines
 from advaug.reporting.tables import metric_title, pivot_markdown, records_csv, rows_csv
@@ -141,6 +146,8 @@ def write_report(
 
     references = list(references) if references is not None else default_references([j.method for j in ok])
     paired = paired_rows(ok, references, n_resamples)
+    general = generalisation_records(ok)
+    general_paired = generalisation_paired(ok, references, n_resamples) if general else []
     written = {
         "paired.csv": rows_csv(assets / "paired.csv", paired, PAIRED_FIELDS),
         "jobs.csv": rows_csv(assets / "jobs.csv", _job_rows(jobs, out), list(_job_rows(jobs[:1], out)[0])),
@@ -148,6 +155,9 @@ def write_report(
         "table2.csv": records_csv(assets / "table2.csv", t2),
         "table3.csv": records_csv(assets / "table3.csv", t3),
     }
+    if general:
+        written["generalisation.csv"] = records_csv(assets / "generalisation.csv", general)
+        written["generalisation_paired.csv"] = rows_csv(assets / "generalisation_paired.csv", general_paired, PAIRED_FIELDS)
     if ok:
         written["val_miou_vs_epoch.png"] = plots.plot_curves(
             aggregate.curves(ok, "miou"), assets / "val_miou_vs_epoch.png", "validation mean IoU"
@@ -192,6 +202,7 @@ def write_report(
     md += ["The checkpoint is the best on validation; bold = highest test mean, not a selection.", ""]
     md += _section(t3, split_by_dataset=False)
     md += paired_section(paired, references, n_resamples)
+    md += generalisation_section(general, general_paired, references)
     margins = [r for ref in compare for m in aggregate.METRICS for r in aggregate.compare(ok, ref, m)]
     if margins:
         written["margins.csv"] = rows_csv(assets / "margins.csv", margins, aggregate.MARGIN_FIELDS)

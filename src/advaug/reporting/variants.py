@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from advaug.reporting.collect import Job
 
 # overrides that never distinguish one method from another (they are grouped or irrelevant)
-NOT_A_VARIANT = {"seed", "dataset", "aug", "base", "experiment", "ckpt_path", "task_name", "tags"}
+# (dataset.fold: the folds of a k-fold sweep are one method's model, joined per seed)
+NOT_A_VARIANT = {"seed", "dataset", "aug", "base", "experiment", "ckpt_path", "task_name", "tags", "dataset.fold"}
 NOT_A_VARIANT_PREFIX = ("paths.", "hydra.", "trainer.devices", "logger", "trainer.enable_progress_bar")
 
 

@@ -95,6 +95,9 @@ def completed_record(
         "aug": cfg.aug.get("name"),
         "base": (cfg.get("base") or {}).get("name", "none"),
         "seed": cfg.seed,
+        # k-fold cross-validation (dataset.folds / dataset.fold): the report joins the folds of a seed
+        "folds": cfg.dataset.get("folds"),
+        "fold": cfg.dataset.get("fold"),
         "epochs": trainer.current_epoch,
         "splits": {k: len(v) for k, v in getattr(datamodule, "ids", {}).items()},
         "best_model_path": best,

@@ -40,12 +40,15 @@ def prepare(
     labels: Sequence[int] = verse.LUMBAR_LABELS,
     per_level: bool = False,
     mask_threshold: int = 128,
+    groups: str | Path | None = None,
     progress: Progress = print,
 ) -> dict[str, Any] | None:
     """Convert the download at ``src`` for dataset ``name`` into ``out``.
 
     Returns the ``dataset.json`` record, or None when ``out`` was already up to date.
     CT options left at None take the dataset's defaults (``msd_colon.DEFAULTS``, ``verse.DEFAULTS``).
+    ``groups`` (polyp): the file mapping each frame to its video (default: a ``sequences.json``
+    beside the images, when there); the split is then by video.
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")
@@ -60,6 +63,9 @@ def prepare(
     }
     if name == "polyp":
         settings["mask_threshold"] = int(mask_threshold)
+        if groups is not None:
+            groups = Path(groups).expanduser().resolve()
+            settings["groups"] = str(groups)
     else:
         module = msd_colon if name == "colon" else verse
         defaults = module.DEFAULTS
@@ -88,9 +94,10 @@ def prepare(
     with open_source(src, scratch=out.parent, progress=progress) as folder:
         if name == "polyp":
             with SliceWriter(out, size) as writer:
-                report = polyp.convert(folder, writer, mask_threshold, progress)
+                report = polyp.convert(folder, writer, mask_threshold, progress, groups)
                 source = polyp.SOURCES[report["source_layout"]]
-                record = _record(name, source, settings, "images", report)
+                unit = "videos" if report["grouped_by_video"] else "images"
+                record = _record(name, source, settings, unit, report)
                 return writer.finish(settings["split"], seed, record, force, progress)
         if name == "colon":
             cases, to_classes, num_classes = msd_colon.find_cases(folder), msd_colon.to_classes, 2
@@ -126,6 +133,6 @@ def _record(name: str, source: dict, settings: dict, unit: str, details: dict) -
         "settings": settings,
         "preprocessing": {"size": settings["size"], "channels": 3, **details},
         "group_unit": unit,
-        "split_by": "patient" if unit == "patients" else "image",
+        "split_by": {"patients": "patient", "videos": "video"}.get(unit, "image"),
         "format": "images/<id>.png (RGB) + masks/<id>.png (0/255, or class ids when more than 2 classes)",
     }

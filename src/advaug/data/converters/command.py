@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=128,
         help="polyp: mask pixels >= this are polyp (JPEG masks are lossy; default 128)",
     )
+    p.add_argument(
+        "--groups",
+        help="polyp: JSON file mapping each frame id to its video, to split by video "
+        "(default: sequences.json beside the images, when there)",
+    )
     return p.parse_args(argv)
 
 
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             labels=args.labels,
             per_level=args.per_level,
             mask_threshold=args.mask_threshold,
+            groups=args.groups,
             progress=lambda msg: print(msg, flush=True),
         )
     except AdvaugError as exc:

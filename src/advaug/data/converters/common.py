@@ -206,7 +206,9 @@ class SliceWriter:
             "foreground_fraction": round(self.fg_pixels / max(self.pixels, 1), 6),
             "per_split": {n: {"groups": len(by_split[n]), "pairs": len(splits[n])} for n in SPLITS},
         }
-        record = {**record, "counts": counts, "split_groups": by_split}
+        # the ids of every group: dataset.folds and seeded splits keep each group whole (data/groups.py)
+        groups = {g: sorted(ids) for g, ids in sorted(self.groups.items())}
+        record = {**record, "counts": counts, "split_groups": by_split, "groups": groups}
         (self.tmp / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
         self._publish(force)
         progress(

@@ -10,7 +10,9 @@ Accepted layouts (``--src``: the download archive or a folder above them):
 Masks are binarised at ``mask_threshold`` (JPEG compression leaves values between 0 and 255); how
 many masks needed it is printed and recorded; 0/1 class-id masks need ``--mask-threshold 1``, and a
 conversion whose masks all end up empty is refused. Frames are split per image (the public files carry
-no patient or video ids).
+no patient or video ids), unless a group file maps each frame to its video: ``--groups FILE``, or a
+``sequences.json`` beside the images folder (``{"<id>": <video>}``, CVC-ClinicDB's 29 videos); then
+the split is by video, no video's frames in two splits, and ``dataset.json`` records the groups.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from advaug.data.converters.common import Progress, SliceWriter, find_folder
 from advaug.data.folder import find_pairs, open_image, threshold_erases_class_ids
+from advaug.data.groups import read_groups
 from advaug.errors import DatasetError
 
 SOURCES = {
@@ -55,15 +58,33 @@ def find_layout(root: Path) -> tuple[Path, Path, str]:
     raise AssertionError("unreachable")
 
 
+GROUPS_FILE = "sequences.json"  # beside the images folder: each frame's video
+
+
+def frame_groups(base: Path, ids: list[str], groups: Path | None) -> dict[str, str] | None:
+    """``{id: video}`` from ``groups`` (a file given), else ``base/sequences.json`` when there, else None."""
+    path = Path(groups) if groups is not None else base / GROUPS_FILE
+    if groups is not None and not path.is_file():
+        raise DatasetError(f"--groups {path}: no such file (a JSON object mapping each frame id to its video).")
+    if not path.is_file():
+        return None
+    return read_groups(path.parent, ids, path.name)
+
+
 def convert(
     root: Path,
     writer: SliceWriter,
     mask_threshold: int = 128,
     progress: Progress = print,
+    groups: Path | None = None,
 ) -> dict:
-    """Write every (image, mask) pair through ``writer``; return the mask report."""
+    """Write every (image, mask) pair through ``writer`` (grouped by video when a group file is
+    found, see :func:`frame_groups`); return the mask report."""
     images, masks, source = find_layout(root)
     pairs = find_pairs(images.parent) if images.name == "images" else _cvc_pairs(images, masks)
+    group_of = frame_groups(images.parent, [p.id for p in pairs], groups)
+    if group_of is not None:
+        progress(f"{len(pairs)} frames of {len(set(group_of.values()))} videos: split by video")
     lossy = with_polyp = 0
     for k, pair in enumerate(pairs, 1):
         # open_image: a truncated or unreadable file is a DatasetError naming it, not a traceback
@@ -83,7 +104,7 @@ def convert(
         lossy += int(not np.isin(raw, (0, 255)).all())
         binary = (raw >= mask_threshold).astype(np.uint8)
         with_polyp += int(binary.any())
-        writer.add(pair.id, pair.id, image, binary)
+        writer.add(pair.id if group_of is None else f"video_{group_of[pair.id]}", pair.id, image, binary)
         if k % 100 == 0 or k == len(pairs):
             progress(f"[{k}/{len(pairs)}] {pair.id}")
     if not with_polyp:  # nothing to learn from: refuse before publishing (the writer drops its folder)
@@ -94,7 +115,12 @@ def convert(
     progress(
         f"{lossy} of {len(pairs)} masks were not exactly 0/255 (lossy); binarised at >= {mask_threshold}"
     )
-    return {"source_layout": source, "masks_not_binary": lossy, "mask_threshold": mask_threshold}
+    return {
+        "source_layout": source,
+        "masks_not_binary": lossy,
+        "mask_threshold": mask_threshold,
+        "grouped_by_video": group_of is not None,
+    }
 
 
 def _cvc_pairs(images: Path, masks: Path):
