@@ -9,6 +9,7 @@ import os
 import pytest
 import wandb
 from conftest import compose_config
+from omegaconf import OmegaConf
 
 from advaug.errors import ConfigError
 from advaug.training import train
@@ -150,3 +151,96 @@ def test_csv_metrics_survive_a_resume_in_the_same_folder(tmp_path):
     assert (
         rows[0]["val/miou"] == "0.5" and rows[2]["train/loss_step"] == "0.8" and rows[3]["val/dice"] == "0.3"
     )
+
+
+# -- TensorBoard, the config tree, W&B overlays and tables (issue 26) ---------------------------
+
+
+def test_tensorboard_logger_writes_event_files(tmp_path, tiny_overrides):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_config([*tiny_overrides, "logger=tensorboard", "trainer.max_epochs=1",
+                          "robustness.enabled=false", "trainer.log_every_n_steps=1"], tmp_path)  # fmt: skip
+    train(cfg)
+    folder = tmp_path / "run" / "tensorboard"
+    assert list(folder.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert {"val/miou", "train/loss_step", "test/miou"} <= set(events.Tags()["scalars"])
+    assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()  # on top of the CSV log
+
+
+def test_the_config_tree_prints_every_group(tmp_path):
+    import io
+
+    from advaug.utils.config_tree import print_config_tree
+
+    cfg = compose_config(["aug=invfgsm", "model.net.encoder_name=resnet34"], tmp_path)
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    out = io.StringIO()
+    print_config_tree(cfg, file=out)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert lines[0] == "config"
+    for group in ("dataset", "model", "aug", "trainer", "logger"):
+        assert any(line.endswith(f"── {group}") for line in lines), group
+    assert "encoder_name: 'resnet34'" in text and "name: 'invfgsm'" in text and "seed: 1234" in text
+    # the groups come first, in FIRST's order
+    top = [line[4:].split(":")[0] for line in lines if line[:4] in ("├── ", "└── ")]
+    assert top[:9] == ["dataset", "model", "optim", "aug", "base", "trainer", "logger", "callbacks", "robustness"]
+    assert "seed" in top[9:] and "paths" in top[9:]
+
+
+def test_a_run_prints_its_config_tree(tmp_path, tiny_overrides, capsys):
+    train(compose_config([*tiny_overrides, "trainer.max_epochs=1", "robustness.enabled=false", "test=false"],
+                         tmp_path))  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.startswith("config\n") and "decoder_channels: [32, 16, 16, 8, 8]" in printed
+    assert (tmp_path / "run" / "config_resolved.yaml").is_file()
+
+
+def test_wandb_gets_mask_overlays_and_the_robustness_table(tmp_path, tiny_overrides, monkeypatch):
+    import json
+
+    wandb.teardown()  # wandb's process-wide settings of an earlier test would outlive its WANDB_MODE
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [*tiny_overrides, "logger=wandb", "trainer.max_epochs=1", "robustness.methods=[fgsm]",
+                 "robustness.eps=[0.01]", "robustness.labels=[true]", "robustness.max_batches=1",
+                 "robustness.figure.num_images=2"]  # fmt: skip
+    train(compose_config(overrides, tmp_path))
+    wandb.teardown()
+    (run_dir,) = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    media = run_dir / "files" / "media"
+    (table,) = list((media / "table" / "robustness").glob("grid_*.table.json"))
+    grid = json.loads(table.read_text())
+    assert {"attack", "eps", "labels", "miou", "dice"} <= set(grid["columns"])
+    attack = grid["columns"].index("attack")
+    assert [row[attack] for row in grid["data"]] == ["clean", "fgsm"]
+    robustness = json.loads((tmp_path / "run" / "robustness.json").read_text())
+    miou = grid["columns"].index("miou")
+    assert [row[miou] for row in grid["data"]] == [r["miou"] for r in robustness["rows"]]
+    for key in ("clean", "adversarial"):
+        assert len(list((media / "images" / "samples").glob(f"{key}_*.png"))) == 2, key
+    # the mask layers (ground truth, prediction) are PNGs of their own, named by content: up to
+    # 2 images x 2 layers per key, fewer where two layers are the same map (an empty prediction)
+    for key in ("clean", "adversarial"):
+        layers = list((media / "images" / "mask" / "samples").glob(f"{key}_*.mask.png"))
+        assert 1 <= len(layers) <= 4, key
+
+
+def test_wandb_overlay_holds_the_class_ids_as_mask_layers():
+    import numpy as np
+    import torch
+
+    from advaug.loggers import wandb_overlay
+
+    image = torch.rand(3, 8, 8)
+    mask = torch.zeros(8, 8, dtype=torch.long)
+    mask[2:4, 2:4] = 1
+    pred = torch.ones(8, 8, dtype=torch.long)
+    got = wandb_overlay(image, {"ground_truth": mask, "prediction": pred}, {0: "background", 1: "foreground"})
+    assert isinstance(got, wandb.Image) and set(got._masks) == {"ground_truth", "prediction"}
+    layer = got._masks["ground_truth"]
+    assert np.array_equal(layer._val["mask_data"], mask.numpy().astype(np.uint8))
+    assert layer._val["class_labels"] == {0: "background", 1: "foreground"}

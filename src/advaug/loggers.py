@@ -1,18 +1,22 @@
-"""Logger glue: the resolved config for every logger, and what W&B gets at the end of a run."""
+"""Logger glue: the resolved config for every logger, and what W&B gets: the sample overlays and
+the robustness grid as a table (``evaluation/runner.py``), the figures and summary at the end."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
 
 from advaug.errors import ConfigError
 
@@ -90,6 +94,72 @@ class WandbLogger(_LightningWandbLogger):
         if wandb.run is not None:
             wandb.finish()
         super().__init__(*args, offline=False, log_model=log_model, **kwargs)
+
+
+def wandb_loggers(loggers: Sequence[Any]) -> list[_LightningWandbLogger]:
+    """The W&B loggers among ``loggers`` (a trainer's, or none)."""
+    return [lg for lg in loggers if isinstance(lg, _LightningWandbLogger)]
+
+
+def wandb_overlay(
+    image: Tensor, masks: dict[str, Tensor], class_labels: dict[int, str], caption: str = ""
+) -> Any:
+    """A ``wandb.Image`` of ``image`` (3, H, W) in [0, 1] with each of ``masks`` ((H, W) class ids,
+    e.g. ``ground_truth``, ``prediction``) as a W&B mask layer, toggled in the W&B UI."""
+    import wandb
+
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    layers = {
+        name: {"mask_data": m.detach().to(torch.uint8).cpu().numpy(), "class_labels": dict(class_labels)}
+        for name, m in masks.items()
+    }
+    return wandb.Image(pixels, masks=layers, caption=caption or None)
+
+
+def log_sample_overlays(
+    loggers: Sequence[Any],
+    images: Tensor,
+    masks: Tensor,
+    preds: Tensor,
+    adversarial: Tensor,
+    adv_preds: Tensor,
+    num_classes: int,
+    adv_title: str = "adversarial",
+) -> None:
+    """The Fig. 3-4 samples for W&B: ``samples/clean`` (each input with its mask and prediction as
+    mask layers) and ``samples/adversarial`` (the attacked input, mask and prediction on it)."""
+    runs = wandb_loggers(loggers)
+    if not runs:
+        return
+    labels = {0: "background", **{k: f"class_{k}" for k in range(1, num_classes)}}
+    if num_classes == 2:
+        labels[1] = "foreground"
+    clean = [
+        wandb_overlay(images[i], {"ground_truth": masks[i], "prediction": preds[i]}, labels, f"sample {i}")
+        for i in range(len(images))
+    ]
+    attacked = [
+        wandb_overlay(adversarial[i], {"ground_truth": masks[i], "prediction": adv_preds[i]}, labels, adv_title)
+        for i in range(len(images))
+    ]
+    for logger in runs:
+        logger.experiment.log({"samples/clean": clean, "samples/adversarial": attacked})
+
+
+def log_robustness_table(loggers: Sequence[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """The robustness grid as a ``wandb.Table`` (``robustness/grid``): one row per cell, a column
+    per scalar of the rows (attack, eps, labels, scores)."""
+    runs = wandb_loggers(loggers)
+    if not runs or not rows:
+        return
+    import wandb
+
+    columns = [k for k, v in rows[0].items() if v is None or isinstance(v, (str, int, float, bool))]
+    for row in rows[1:]:
+        columns += [k for k, v in row.items() if k not in columns and isinstance(v, (str, int, float, bool))]
+    data = [[row.get(c) for c in columns] for row in rows]
+    for logger in runs:
+        logger.experiment.log({"robustness/grid": wandb.Table(columns=columns, data=data)})
 
 
 def log_config(trainer: L.Trainer, config: dict[str, Any]) -> None:

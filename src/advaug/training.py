@@ -22,6 +22,7 @@ from advaug.run.distributed import check_launch, is_rank_zero
 from advaug.run.folder import METRICS_FILE, RUN_CONFIG, SPLITS_RECORD, completed_record, run_config
 from advaug.run.resume import resolve_ckpt_path
 from advaug.run.signals import DdpSigterm, sigterm_as_interrupt
+from advaug.utils.config_tree import print_config_tree
 from advaug.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_cfg = run_config(cfg)
     if is_rank_zero():  # DDP ranks > 0 re-run this script in the same run dir
         atomic_write_text(out / RUN_CONFIG, OmegaConf.to_yaml(run_cfg, resolve=True))
+        if cfg.get("print_config", True):
+            print_config_tree(run_cfg)
     log_config(trainer, OmegaConf.to_container(run_cfg, resolve=True))  # W&B run config, hparams.yaml
     guard = next(cb for cb in trainer.callbacks if isinstance(cb, DdpSigterm)).guard(trainer)
     with sigterm_as_interrupt(trainer), guard:  # a DDP collective failing after a SIGTERM is no fault
@@ -115,7 +118,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         meta = {"source": "train", "ckpt_path": best, **{k: cfg.get(k) for k in ("task_name", "seed")}}
         meta.update(dataset=cfg.dataset.get("name"), aug=cfg.aug.get("name"))
         robust_model = load_weights(model, best) if best else model  # the best checkpoint, as for test
-        run_robustness(cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device)
+        run_robustness(
+            cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device, trainer.loggers
+        )
 
     metrics = completed_record(cfg, trainer, datamodule, test, _history(trainer), started)
     if cfg.get("eval_datasets") and trainer.is_global_zero:  # the best checkpoint on other datasets

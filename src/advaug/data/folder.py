@@ -31,7 +31,9 @@ class Pair:
     mask: Path
 
 
-def _index(folder: Path) -> dict[str, Path]:
+def index_images(folder: Path) -> dict[str, Path]:
+    """The image files of ``folder`` by id (file stem), sorted; hidden files and sub-folders are
+    skipped, any other file or two files of one id is a :class:`DatasetError`."""
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
@@ -62,7 +64,7 @@ def find_pairs(root: str | Path) -> list[Pair]:
             raise DatasetError(
                 f"{root / sub} is missing: a dataset folder needs images/ and masks/ side by side."
             )
-    images, masks = _index(root / "images"), _index(root / "masks")
+    images, masks = index_images(root / "images"), index_images(root / "masks")
     if not images:
         raise DatasetError(f"{root / 'images'} holds no images.")
     lonely_images = sorted(set(images) - set(masks))
@@ -136,8 +138,8 @@ def check_mask_threshold(threshold: int | None, num_classes: int) -> int | None:
     return threshold
 
 
-def load_image(path: Path, size: int, intensity_range: Sequence[float] | None = None) -> np.ndarray:
-    """Decode an image as RGB uint8 (3, size, size); grayscale is replicated to 3 channels.
+def decode_rgb(path: Path, intensity_range: Sequence[float] | None = None) -> Image.Image:
+    """Decode an image as an 8-bit RGB image at its own size; grayscale is replicated to 3 channels.
 
     16-bit, 32-bit and float greyscale images are mapped to 0..255 from ``intensity_range``
     (lo, hi), clipped, the same for every image; without it each image from its own min..max.
@@ -149,7 +151,13 @@ def load_image(path: Path, size: int, intensity_range: Sequence[float] | None = 
         lo, hi = window if window is not None else (float(arr.min()), float(arr.max()))
         arr = np.clip((arr - lo) / (hi - lo), 0.0, 1.0) * 255.0 if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(np.rint(arr).astype(np.uint8))
-    img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+    return img.convert("RGB")
+
+
+def load_image(path: Path, size: int, intensity_range: Sequence[float] | None = None) -> np.ndarray:
+    """Decode an image as RGB uint8 (3, size, size) (:func:`decode_rgb`, resized bilinearly): what
+    the model sees, in training and in prediction alike."""
+    img = decode_rgb(path, intensity_range).resize((size, size), Image.BILINEAR)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 from advaug.attacks import perturb
 from advaug.errors import ConfigError
 from advaug.evaluation.robustness import evaluate_robustness, write_robustness
+from advaug.loggers import log_robustness_table, log_sample_overlays
 from advaug.metric_keys import ROBUSTNESS_PER_IMAGE_FILE
 from advaug.per_image import PerImageRecorder
 from advaug.run.folder import splits_record_of
@@ -41,12 +43,14 @@ def run_robustness(
     out_dir: str | Path,
     meta: dict[str, Any],
     device: torch.device | str | None = None,
+    loggers: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """Score ``model`` on ``datamodule``'s ``node.split`` loader over the configured grid.
 
     Writes ``robustness.json`` / ``robustness.md``, ``robustness_per_image.csv`` (one row per image
     and cell) and, when ``node.figure.num_images > 0``, the
-    Fig. 3-4 grid ``figures/samples.png`` into ``out_dir``. Returns the rows.
+    Fig. 3-4 grid ``figures/samples.png`` into ``out_dir``. A W&B logger among ``loggers`` gets the
+    grid as a table and the samples as images with mask overlays. Returns the rows.
     """
     split = node.get("split", "test")
     loader_fn = getattr(datamodule, f"{split}_dataloader", None)
@@ -76,13 +80,16 @@ def run_robustness(
         "robustness: clean mIoU %.4f, worst %.4f (%s eps=%g labels=%s) -> %s",
         rows[0]["miou"], worst["miou"], worst["method"], worst["eps"], worst["labels"], path,
     )  # fmt: skip
+    log_robustness_table(loggers, rows)
     figure = node.get("figure")
     if figure and figure.get("num_images", 0) > 0:
-        sample_figure(model, loader_fn(), figure, Path(out_dir) / "figures" / "samples.png", meta)
+        sample_figure(model, loader_fn(), figure, Path(out_dir) / "figures" / "samples.png", meta, loggers)
     return rows
 
 
-def sample_figure(model: nn.Module, loader: Any, figure: DictConfig, path: Path, meta: dict) -> Path:
+def sample_figure(
+    model: nn.Module, loader: Any, figure: DictConfig, path: Path, meta: dict, loggers: Sequence[Any] = ()
+) -> Path:
     """The paper's Fig. 3-4: input / mask / adversarial image / prediction for the first test images."""
     from advaug.figures import sample_grid  # matplotlib only when a figure is asked for
 
@@ -102,6 +109,7 @@ def sample_figure(model: nn.Module, loader: Any, figure: DictConfig, path: Path,
     model.train(was_training)
     title = f"{meta.get('dataset')} / model trained with aug={meta.get('aug')}"
     adv_title = f"{figure.method} eps={float(figure.eps):g} ({labels} labels)"
+    log_sample_overlays(loggers, x, y, pred, adv, adv_pred, model.num_classes, adv_title)
     return sample_grid(x, y, adv, pred, path, title=title, adv_title=adv_title, adv_pred=adv_pred)
 
 

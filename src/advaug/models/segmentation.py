@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import segmentation_models_pytorch as smp
@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 from advaug.errors import ConfigError
 from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.models.divergence import LossWatch
+from advaug.models.net_spec import build_net, net_spec
 from advaug.models.twin_norm import add_twin_norms, routed
 from advaug.rules import check_aux_norm, check_num_classes
 from advaug.utils.lightning_compat import logs_written_this_step
@@ -80,15 +81,20 @@ class SegmentationModule(L.LightningModule):
     ``consistency(module, forward, images, clean_logits)`` (AdvChain's
     :class:`~advaug.advchain.ChainConsistency`, ``aug.consistency_weight``); its forwards go
     through the twin layers when ``aux_norm`` is on. None or an inactive one (weight 0): no term.
+
+    The hyper-parameters saved in every checkpoint (best.ckpt too) hold the network's spec
+    (:mod:`advaug.models.net_spec`; ``net`` may be given as such a spec) and the loss weights, so
+    ``SegmentationModule.load_from_checkpoint(path)`` rebuilds the model without Hydra; such a
+    module predicts and evaluates, and trains once given an ``optimizer``.
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | Mapping,
         num_classes: int,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., object] | None = None,
-        loss: SegmentationLoss | None = None,
+        loss: SegmentationLoss | Mapping | None = None,
         channels_last: bool = False,
         defer_finite_check: bool | None = None,
         compile: bool | dict | None = False,
@@ -100,6 +106,14 @@ class SegmentationModule(L.LightningModule):
         if compile and compile is not True:  # a plain dict (not Hydra's DictConfig) in the checkpoint
             compile = {str(k): v for k, v in dict(compile).items()}
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "consistency"], logger=False)
+        if isinstance(net, Mapping):
+            net = build_net(net)
+        if isinstance(loss, Mapping):
+            loss = SegmentationLoss(**loss)
+        loss = loss if loss is not None else SegmentationLoss()
+        # plain data (weights_only loads): how load_from_checkpoint rebuilds the net and the loss
+        self.hparams["net"] = net_spec(net)
+        self.hparams["loss"] = {"ce_weight": loss.ce_weight, "dice_weight": loss.dice_weight}
         check_num_classes(num_classes, "model.num_classes")
         self.aux_norm = check_aux_norm(aux_norm)
         if self.aux_norm != "none" and compile:
@@ -118,7 +132,7 @@ class SegmentationModule(L.LightningModule):
             # so checkpoints load with or without compile; attacks differentiate through it too
             self.net.compile(**({} if compile is True else compile))
         self.num_classes = int(num_classes)
-        self.criterion = loss if loss is not None else SegmentationLoss()
+        self.criterion = loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last = channels_last
         self.metrics = nn.ModuleDict({s: segmentation_metrics(num_classes) for s in ("val", "test")})
@@ -237,7 +251,17 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Class probabilities (N, C, H, W) of ``batch["image"]`` (floats in [0, 1] at the
+        training size), by the main normalisation layers (eval mode: twin layers are not used)."""
+        return self(batch["image"]).float().softmax(1)
+
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ConfigError(
+                "SegmentationModule has no optimizer (a model loaded from a checkpoint predicts and "
+                "evaluates): pass optimizer=functools.partial(torch.optim.Adam, lr=1e-3) to train it."
+            )
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer

@@ -77,3 +77,25 @@ def check_data() -> None:
         print(format_summary(summary))
 
     hydra_command(job, "check_data")
+
+
+def predict() -> None:
+    """Masks for every image of a folder by a run's model (``src/predict.py``, ``advaug-predict``)."""
+    from advaug.deploy.predict import predict_folder
+    from advaug.run.entry import run_entry
+
+    def job(cfg: Any) -> None:
+        run_entry(predict_folder, cfg)
+
+    hydra_command(job, "predict")
+
+
+def export() -> None:
+    """A run's network as ONNX / TorchScript with its preprocessing (``src/export.py``, ``advaug-export``)."""
+    from advaug.deploy.export import export_model
+    from advaug.run.entry import run_entry
+
+    def job(cfg: Any) -> None:
+        run_entry(export_model, cfg)
+
+    hydra_command(job, "export")

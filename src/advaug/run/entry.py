@@ -81,7 +81,9 @@ def run_entry(fn: Callable[[Any], Any], cfg: Any, output_dir: str | Path | None 
 
 
 # overrides that take a file or folder path: sweep job folders hold '=' (and ',') in their names
-PATH_KEYS = ("ckpt_path", "resume_dir", "dataset.root", "hydra.run.dir", "hydra.sweep.dir")
+PATH_KEYS = (
+    "ckpt_path", "resume_dir", "run_dir", "input", "output", "dataset.root", "hydra.run.dir", "hydra.sweep.dir"
+)
 
 
 def check_path_quoting(argv: list[str]) -> None:
