@@ -22,6 +22,7 @@ import numpy as np
 from advaug.data.converters.common import Progress, SliceWriter, find_folder
 from advaug.data.folder import find_pairs, open_image, threshold_erases_class_ids
 from advaug.errors import DatasetError
+from advaug.utils.progress import progress as progress_bar
 
 SOURCES = {
     "kvasir-seg": {
@@ -65,7 +66,7 @@ def convert(
     images, masks, source = find_layout(root)
     pairs = find_pairs(images.parent) if images.name == "images" else _cvc_pairs(images, masks)
     lossy = with_polyp = 0
-    for k, pair in enumerate(pairs, 1):
+    for k, pair in enumerate(progress_bar(pairs, desc="polyp", unit="pair"), 1):
         # open_image: a truncated or unreadable file is a DatasetError naming it, not a traceback
         image = np.asarray(open_image(pair.image).convert("RGB"))
         raw = np.asarray(open_image(pair.mask).convert("L"))
