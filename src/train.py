@@ -7,7 +7,7 @@ Examples::
     python src/train.py -m seed=0,1,2                  # a Hydra sweep
     python src/train.py dataset=folder dataset.root=/path/to/data
 
-The value returned to Hydra's sweeper is the best validation mean IoU (NaN for a failed job), so a
+The value returned to Hydra's sweeper is the best validation mean IoU (-inf for a failed job), so a
 sweeper that optimises it selects on validation, never on the test split.
 """
 

@@ -36,3 +36,29 @@ def test_metrics_are_read_on_logging_steps_only(phantom_root, monkeypatch):
     assert any(not training for training, _ in reads)  # after validation the bar is refreshed
     shown = bar.get_metrics(trainer, module)
     assert {"train/loss_step", "val/miou"} <= set(shown)
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_the_helper_bar_is_drawn_only_on_a_terminal_and_when_not_turned_off(monkeypatch):
+    from advaug.utils.progress import progress, progress_enabled
+
+    monkeypatch.delenv("ADVAUG_PROGRESS", raising=False)
+    assert progress_enabled(None, _Stream(True)) and not progress_enabled(None, _Stream(False))
+    assert not progress_enabled(False, _Stream(True))  # trainer.enable_progress_bar=false
+    monkeypatch.setenv("ADVAUG_PROGRESS", "0")
+    assert not progress_enabled(True, _Stream(True))
+    with progress(range(3), desc="x") as bar:  # disabled under pytest (no TTY): still iterates
+        assert list(bar) == [0, 1, 2]
+
+
+def test_gan_duration_reads_as_a_person_would():
+    from advaug.gan.progress import duration
+
+    assert (duration(42.4), duration(185), duration(3720)) == ("42 s", "3 min 05 s", "1 h 02 min")

@@ -44,10 +44,11 @@ def test_one_epoch_run_writes_metrics_and_checkpoints(tiny_cfg, tmp_path):
     assert objective(metrics) == written["best_val_miou"] is not None
 
 
-def test_the_sweep_objective_is_validation_and_a_failure_is_nan():
+def test_the_sweep_objective_is_validation_and_a_failure_is_minus_inf():
     assert objective({"best_val_miou": 0.7, "test": {"test/miou": 0.9}}) == 0.7
-    assert math.isnan(objective(None))  # a failed sweep job: run_entry returned None
-    assert math.isnan(objective({"status": "completed", "best_val_miou": None}))
+    assert objective(None) == -math.inf  # a failed sweep job: run_entry returned None
+    assert objective({"status": "completed", "best_val_miou": None}) == -math.inf
+    assert objective({"best_val_miou": math.nan}) == -math.inf  # a diverged run scores worst, not NaN
 
 
 def test_keep_last_false_deletes_last_ckpt_once_the_run_completed(tmp_path, tiny_overrides):

@@ -206,8 +206,8 @@ def _largest(size: int, min_side: int, divisible: bool) -> int:
 def check_gan(cfg: DictConfig, node: str) -> None:
     """The GAN recipe at ``node`` (``aug.gan`` in train.py, ``gan`` in train_gan.py) can train on
     ``dataset.image_size`` images: keys are named with the prefix the user types."""
-    for name in ("steps", "batch_size"):
-        _positive_int(cfg, f"{node}.{name}", "8" if name == "batch_size" else "2000")
+    for name in ("steps", "gpu_steps", "cpu_steps", "batch_size"):
+        _positive_int(cfg, f"{node}.{name}", "8" if name == "batch_size" else "800")
     size = OmegaConf.select(cfg, "dataset.image_size", default=None)
     depth = OmegaConf.select(cfg, f"{node}.module.depth", default=None)
     layers = OmegaConf.select(cfg, f"{node}.module.disc_layers", default=None)

@@ -118,8 +118,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         meta = {"source": "train", "ckpt_path": best, **{k: cfg.get(k) for k in ("task_name", "seed")}}
         meta.update(dataset=cfg.dataset.get("name"), aug=cfg.aug.get("name"))
         robust_model = load_weights(model, best) if best else model  # the best checkpoint, as for test
+        shown = trainer.progress_bar_callback is not None  # trainer.enable_progress_bar=false: no bar
         run_robustness(
-            cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device, trainer.loggers
+            cfg.robustness, robust_model, datamodule, out, meta, trainer.strategy.root_device, trainer.loggers,
+            show_progress=shown,
         )
 
     metrics = completed_record(cfg, trainer, datamodule, test, _history(trainer), started)

@@ -33,6 +33,7 @@ from advaug.callbacks.adversarial_base import (
 from advaug.callbacks.pool import PoolCallback, pool_of
 from advaug.errors import ConfigError
 from advaug.rules import SINGLE_STEP, check_precision, check_steps
+from advaug.utils.progress import progress
 
 
 class RegenerateAdversarial(AdversarialProducer, PoolCallback):
@@ -108,7 +109,12 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         eps = eps.to(device)
         loss_fn = getattr(pl_module, "criterion", None)
         advs, targets, zero = [], [], 0.0
-        for start in range(0, len(shard), self.attack_batch_size):
+        starts = progress(
+            range(0, len(shard), self.attack_batch_size),
+            desc=f"{self.source} pool, epoch {epoch}", unit="batch",
+            enabled=trainer.progress_bar_callback is not None and trainer.is_global_zero,
+        )  # fmt: skip
+        for start in starts:
             x, y = dm.train_images(shard[start : start + self.attack_batch_size], device, epoch)
             target = y if self.labels == "true" else predicted_labels(pl_module, x, self.use_eval_mode)
             result = perturb(

@@ -27,6 +27,7 @@ from advaug.metrics import REPORTED, segmentation_metrics, summarize
 from advaug.per_image import PerImageRecorder, batch_index
 from advaug.rules import LABELS, check_attack, check_eps, check_labels, check_steps
 from advaug.utils.io import atomic_write_json, atomic_write_text
+from advaug.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def evaluate_robustness(
     loss_fn: LossFn | None = None,
     precision: str = "fp32",
     per_image: PerImageRecorder | None = None,
+    show_progress: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Score ``model`` on ``loader`` clean and for every cell of methods × eps × labels.
 
@@ -81,7 +83,8 @@ def evaluate_robustness(
     ``zero_grad_fraction`` (mean over batches; a value near 1 means the attack did nothing) and
     ``images``. The model is put in eval mode for the duration; its parameters are untouched.
     ``per_image``: also one row per image and cell into this recorder (``attack``, ``labels``, ``eps``
-    lead each row; :mod:`advaug.per_image`).
+    lead each row; :mod:`advaug.per_image`). ``show_progress``: a bar over the attacked cells of
+    every batch (:func:`advaug.utils.progress.progress`; None = on a terminal).
     """
     methods, eps, labels = normalize_grid(methods, eps, labels, pgd_steps)
     if max_batches is not None and int(max_batches) < 1:
@@ -93,7 +96,12 @@ def evaluate_robustness(
     zero_grad: dict[tuple, list[float]] = {cell: [] for cell in cells}
     generator = torch.Generator(device=device).manual_seed(int(seed))  # PGD random starts
     images = 0
-    with eval_mode(model):
+    batches = _num_batches(loader, max_batches)
+    bar = progress(
+        total=None if batches is None else batches * (len(cells) - 1),
+        desc="robustness", unit="cell", enabled=show_progress,
+    )  # fmt: skip
+    with eval_mode(model), bar:
         for index, batch in enumerate(loader):
             if max_batches is not None and index >= max_batches:
                 break
@@ -119,6 +127,8 @@ def evaluate_robustness(
                     name = attack_name({"method": method, "steps": steps})
                     per_image.update(adv_pred, y, index, attack=name, labels=lab, eps=e)
                 zero_grad[cell].append(result.zero_grad_fraction)
+                bar.set_postfix_str(f"{method} eps={e:g} {lab}", refresh=False)
+                bar.update()
             images += len(x)
     if images == 0:
         raise DatasetError("robustness: the evaluation split yielded no images (empty test split?).")
@@ -144,6 +154,15 @@ def evaluate_robustness(
         row["delta_miou"] = row["miou"] - clean
         row["attack"] = attack_name(row)
     return rows
+
+
+def _num_batches(loader: Iterable, max_batches: int | None) -> int | None:
+    """How many batches the grid will attack (None when the loader has no length)."""
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return n if max_batches is None else min(n, int(max_batches))
 
 
 def attack_name(row: dict[str, Any]) -> str:

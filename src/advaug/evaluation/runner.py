@@ -44,8 +44,10 @@ def run_robustness(
     meta: dict[str, Any],
     device: torch.device | str | None = None,
     loggers: Sequence[Any] = (),
+    show_progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Score ``model`` on ``datamodule``'s ``node.split`` loader over the configured grid.
+    """Score ``model`` on ``datamodule``'s ``node.split`` loader over the configured grid
+    (``show_progress``: the grid's bar, None = on a terminal).
 
     Writes ``robustness.json`` / ``robustness.md``, ``robustness_per_image.csv`` (one row per image
     and cell) and, when ``node.figure.num_images > 0``, the
@@ -71,6 +73,7 @@ def run_robustness(
         seed=node.get("seed", 0),
         precision=node.get("precision", "fp32"),
         per_image=recorder,
+        show_progress=show_progress,
     )
     meta = {**meta, "split": split, "grid": OmegaConf.to_container(node, resolve=True)}
     path = write_robustness(out_dir, rows, meta)

@@ -34,6 +34,7 @@ from advaug.errors import ConfigError
 from advaug.figures import pairs_grid
 from advaug.gan.module import Pix2PixGAN
 from advaug.gan.networks import key
+from advaug.gan.progress import GanProgress
 from advaug.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,9 @@ class GanRecipe:
 
     ``module``: partial of :class:`Pix2PixGAN`; ``trainer``: partial of ``lightning.Trainer``
     (device settings; the epoch count follows from ``steps``); ``steps``: generator updates
-    (batches), rounded up to whole epochs.
+    (batches), rounded up to whole epochs; None = ``gpu_steps`` on an accelerator, ``cpu_steps``
+    when the trainer runs on a CPU, so that ``aug=gan`` stays minutes long there
+    (docs/augmentations.md); ``show_progress``: a bar over the steps (None = on a terminal).
     """
 
     def __init__(
@@ -127,16 +130,41 @@ class GanRecipe:
         module: Callable[..., Pix2PixGAN],
         trainer: Callable[..., L.Trainer],
         cache_dir: str,
-        steps: int = 2000,
+        steps: int | None = 2000,
         batch_size: int = 8,
         seed: int = 0,
         num_grid: int = 8,
+        gpu_steps: int = 2000,
+        cpu_steps: int = 800,
+        show_progress: bool | None = None,
     ) -> None:
-        if steps < 1 or batch_size < 1:
-            raise ConfigError(f"{key('steps')}={steps}, {key('batch_size')}={batch_size}: both must be >= 1.")
+        for name, value in (("steps", steps), ("gpu_steps", gpu_steps), ("cpu_steps", cpu_steps)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{key(name)}={value}: must be >= 1 (steps: or null = by device).")
+        if batch_size < 1:
+            raise ConfigError(f"{key('batch_size')}={batch_size}: must be >= 1.")
         self.module, self.trainer = module, trainer
-        self.cache_dir, self.steps, self.batch_size = Path(cache_dir), int(steps), int(batch_size)
-        self.seed, self.num_grid = int(seed), int(num_grid)
+        self.cache_dir, self.batch_size = Path(cache_dir), int(batch_size)
+        self.requested_steps = None if steps is None else int(steps)
+        self.gpu_steps, self.cpu_steps = int(gpu_steps), int(cpu_steps)
+        self.seed, self.num_grid, self.show_progress = int(seed), int(num_grid), show_progress
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the trainer partial trains on a CPU (``accelerator=auto`` without a GPU too)."""
+        kwargs = self.trainer.keywords if isinstance(self.trainer, functools.partial) else {}
+        accelerator = str(kwargs.get("accelerator", "auto")).lower()
+        if accelerator == "auto":
+            mps = getattr(torch.backends, "mps", None)
+            return not (torch.cuda.is_available() or (mps is not None and mps.is_available()))
+        return accelerator == "cpu"
+
+    @property
+    def steps(self) -> int:
+        """The generator updates this recipe trains: ``steps`` when given, else by device."""
+        if self.requested_steps is not None:
+            return self.requested_steps
+        return self.cpu_steps if self.on_cpu else self.gpu_steps
 
     def settings(self) -> dict[str, Any]:
         """What determines the trained generator (hashed into the cache key)."""
@@ -197,11 +225,19 @@ class GanRecipe:
         tmp.mkdir(parents=True)
         batches = math.ceil(len(images) / self.batch_size)
         epochs = math.ceil(self.steps / batches)
+        kwargs = self.trainer.keywords if isinstance(self.trainer, functools.partial) else {}
+        # fewer steps than one epoch has (debug=limit): that many batches, not the whole epoch
+        limit = (
+            {"limit_train_batches": self.steps}
+            if self.steps < batches and "limit_train_batches" not in kwargs
+            else {}
+        )
+        total = self.steps if limit else epochs * batches
         log.info(
             "GAN: training on %d pairs for %d epochs (%d steps) into %s",
             len(images),
             epochs,
-            self.steps,
+            total,
             folder,
         )
         started = time.perf_counter()
@@ -214,7 +250,9 @@ class GanRecipe:
                 shuffle=True,
                 generator=torch.Generator().manual_seed(self.seed),
             )
-            trainer = self.trainer(max_epochs=epochs, logger=CSVLogger(str(tmp), name="csv", version=""))
+            bar = GanProgress(total, enabled=self.show_progress)
+            csv = CSVLogger(str(tmp), name="csv", version="")
+            trainer = self.trainer(max_epochs=epochs, logger=csv, callbacks=[bar], **limit)
             trainer.fit(module, train_dataloaders=loader)
             seconds = time.perf_counter() - started
             pick = torch.arange(min(self.num_grid, len(masks)))
@@ -232,6 +270,7 @@ class GanRecipe:
                 "epochs": epochs,
                 "steps": trainer.fit_loop.epoch_loop.batch_progress.total.completed,
                 "train_time_s": seconds,
+                "expected_time_s": bar.estimate_s,
                 "device": str(trainer.strategy.root_device),
                 "history": module.history,
             },

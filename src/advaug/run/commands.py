@@ -39,7 +39,7 @@ def hydra_command(task: Callable[[Any], Any], config_name: str) -> None:
 
 def train() -> None:
     """Train, test and write the run folder (``src/train.py``, ``advaug-train``). The value returned
-    to Hydra's sweeper is the best validation mean IoU (NaN for a failed job), never a test score."""
+    to Hydra's sweeper is the best validation mean IoU (-inf for a failed job), never a test score."""
     from advaug.run.entry import run_entry
     from advaug.run.sweep import objective
     from advaug.training import train as train_run

@@ -96,12 +96,19 @@ def write_summary(sweep_dir: str | Path, started_at: float | None = None) -> dic
     return summary
 
 
+# the value of a job without a validation score: below every score, and a number Optuna records as a
+# completed trial (NaN would fail the trial, and a study whose trials all failed has no best trial)
+FAILED_OBJECTIVE = -math.inf
+
+
 def objective(metrics: dict[str, Any] | None) -> float:
-    """The value a Hydra sweeper optimises (higher is better): the best validation mean IoU, never a
-    test score (a sweeper would tune on the test set); NaN for a failed job or one without a
-    validation score (Optuna marks such a trial failed)."""
+    """The value a Hydra sweeper optimises (higher is better, ``direction: maximize``): the best
+    validation mean IoU, never a test score (a sweeper would tune on the test set);
+    :data:`FAILED_OBJECTIVE` (-inf) for a failed job or one without a finite validation score."""
     value = (metrics or {}).get("best_val_miou")
-    return float(value) if isinstance(value, (int, float)) else math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return FAILED_OBJECTIVE
+    return float(value)
 
 
 class SweepSummary(Callback):

@@ -17,6 +17,7 @@ import numpy as np
 
 from advaug.data.converters.common import Progress, SliceWriter, window
 from advaug.errors import DatasetError
+from advaug.utils.progress import progress as progress_bar
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -125,7 +126,7 @@ def write_cases(
     ``to_classes`` maps the label volume to the class ids written (0 = background).
     """
     total = 0
-    for k, case in enumerate(cases, 1):
+    for k, case in enumerate(progress_bar(cases, desc="volumes", unit="case"), 1):
         image, zooms = load_ras(case.image)
         labels, _ = load_ras(case.label, dtype=np.int32)
         if image.shape != labels.shape:

@@ -25,6 +25,7 @@ from advaug.data.converters.common import Progress, SliceWriter, find_folder
 from advaug.data.folder import find_pairs, open_image, threshold_erases_class_ids
 from advaug.data.groups import read_groups
 from advaug.errors import DatasetError
+from advaug.utils.progress import progress as progress_bar
 
 SOURCES = {
     "kvasir-seg": {
@@ -86,7 +87,7 @@ def convert(
     if group_of is not None:
         progress(f"{len(pairs)} frames of {len(set(group_of.values()))} videos: split by video")
     lossy = with_polyp = 0
-    for k, pair in enumerate(pairs, 1):
+    for k, pair in enumerate(progress_bar(pairs, desc="polyp", unit="pair"), 1):
         # open_image: a truncated or unreadable file is a DatasetError naming it, not a traceback
         image = np.asarray(open_image(pair.image).convert("RGB"))
         raw = np.asarray(open_image(pair.mask).convert("L"))
