@@ -103,6 +103,14 @@ def check_batch_fraction(fraction: float | None, batch_size: int, key: str = "au
         )
 
 
+def check_fraction(fraction: float, key: str = "aug.fraction") -> float:
+    """The share of the clean train set a producer copies into its pool, in (0, 1]."""
+    ok = isinstance(fraction, Real) and not isinstance(fraction, bool) and 0.0 < float(fraction) <= 1.0
+    if not ok:
+        raise ConfigError(f"{key}={fraction!r}: must lie in (0, 1] (1.0 copies the whole train set).")
+    return float(fraction)
+
+
 def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
     """One of :data:`AUX_NORMS`: what the adversarial samples' twin BatchNorm layers own."""
     if value not in AUX_NORMS:

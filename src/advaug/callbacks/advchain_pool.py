@@ -29,9 +29,8 @@ from advaug.callbacks.adversarial_base import (
     generator_for,
 )
 from advaug.callbacks.pool import PoolCallback, pool_of
-from advaug.errors import ConfigError
 from advaug.figures import image_grid
-from advaug.rules import check_count
+from advaug.rules import check_count, check_fraction
 
 log = logging.getLogger(__name__)
 FIGURE_COLUMNS = ("clean", "transformed", "mask", "warped mask")
@@ -68,8 +67,7 @@ class AdvChainPool(PoolCallback):
         source: str | None = None,
     ) -> None:
         super().__init__(every_n_epochs, start_epoch, source)
-        if not 0.0 < float(fraction) <= 1.0:
-            raise ConfigError(f"aug.fraction={fraction}: must lie in (0, 1] (1.0 transforms the whole train set).")
+        fraction = check_fraction(fraction)
         self.budgets, self.objective = budgets, objective
         self.fraction, self.seed = float(fraction), int(seed)
         self.attack_batch_size = check_count(attack_batch_size, "aug.attack_batch_size", 1)

@@ -15,7 +15,14 @@ from torch import Tensor
 from advaug.attacks import eval_mode
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid
-from advaug.rules import check_attack, check_eps, check_eps_sampling, check_labels, check_num_classes
+from advaug.rules import (
+    check_attack,
+    check_eps,
+    check_eps_sampling,
+    check_fraction,
+    check_labels,
+    check_num_classes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +91,7 @@ class AdversarialProducer:
         check_eps(eps, "aug.eps")
         check_eps_sampling(eps_sampling, "aug.eps_sampling")
         labels = check_labels(labels, "aug.labels")
-        if not 0.0 < float(fraction) <= 1.0:
-            raise ConfigError(
-                f"aug.fraction={fraction}: must lie in (0, 1] (1.0 attacks the whole train set)."
-            )
+        fraction = check_fraction(fraction)
         if int(figure_every_n_epochs) < 1:
             raise ConfigError(f"figure_every_n_epochs={figure_every_n_epochs}: must be at least 1.")
         self.method = method
