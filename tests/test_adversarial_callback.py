@@ -252,7 +252,7 @@ def test_fgsm_random_start_pool_draws_from_the_seeded_global_generator(trained):
     module, root = trained
     dm = datamodule(root)
     dm.setup("fit")
-    fake = type("FakeTrainer", (), {"datamodule": dm, "global_rank": 0, "world_size": 1})()
+    fake = type("FakeTrainer", (), {"datamodule": dm, "global_rank": 0, "world_size": 1, "progress_bar_callback": None, "is_global_zero": True})()
 
     def pool(seed, **kw):
         cb = adversarial_augmentation("invfgsm", eps=0.03, eps_sampling="fixed", figure_samples=0, **kw)
@@ -394,6 +394,7 @@ class FakeTrainer:
 
     global_rank, world_size, is_global_zero, global_step = 0, 1, True, 0
     max_epochs, max_steps, should_stop, num_training_batches = 10, -1, False, 1
+    progress_bar_callback = None  # no terminal bar in tests
 
     def __init__(self, dm, root, epoch=0):
         self.datamodule, self.default_root_dir, self.current_epoch, self.loggers = dm, str(root), epoch, []
