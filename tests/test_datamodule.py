@@ -274,10 +274,10 @@ def test_datamodule_arguments_checked_and_eval_batch_size_used(phantom_root, tmp
 
 
 def test_setup_decodes_the_folder_once(phantom_root, monkeypatch):
-    import advaug.data.datamodule as datamodule
+    import advaug.data.split_loading as split_loading
 
     dm = make(phantom_root)
-    monkeypatch.setattr(datamodule, "find_pairs", lambda root: pytest.fail("setup read the folder again"))
+    monkeypatch.setattr(split_loading, "find_pairs", lambda root: pytest.fail("setup read the folder again"))
     dm.setup("test")
     assert len(dm.data["test"][0]) == len(dm.ids["test"])
 
@@ -330,7 +330,7 @@ def test_ddp_eval_loaders_shard_without_repeats_in_order(phantom_root):
     with pytest.raises(ConfigError, match="the val split has 4 sample.* has 5 processes"):
         dm.val_dataloader()
     on_device = make(phantom_root, on_device=True)
-    on_device.trainer = SimpleNamespace(world_size=2, strategy=cpu)
+    on_device.trainer = SimpleNamespace(world_size=2, global_rank=0, strategy=cpu)
     with pytest.raises(ConfigError, match="under DDP every rank needs"):
         on_device.train_dataloader()
 

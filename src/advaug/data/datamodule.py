@@ -4,7 +4,6 @@ and served as clean (optionally transformed) samples plus the extra samples of a
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,20 +11,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from advaug.data.datasets import CleanPairs, as_float_images
+from advaug.data.datasets import CleanPairs
 from advaug.data.device_batches import DeviceBatches
+from advaug.data.device_serving import DeviceSplits, check_on_device, eval_batches, train_batches, train_size
+from advaug.data.folder import check_intensity_range, check_mask_threshold
 from advaug.data.mixed_batches import MixedBatchSampler, mixed_order
 from advaug.data.pool import Placement, SamplePool
-from advaug.data.sharding import check_eval_shards, drops_single_last
-from advaug.data.folder import check_intensity_range, check_mask_threshold, find_pairs, load_pairs
-from advaug.data.folds import fold_split
-from advaug.data.groups import read_groups
-from advaug.data.splits import SPLITS, resolve_splits
-from advaug.data.workers import worker_context
-from advaug.errors import ConfigError, DatasetError
+from advaug.data.sharding import drops_single_last, eval_sampler
+from advaug.data.split_loading import Decoding, SplitPlan, load_every_pair, load_splits
+from advaug.data.splits import SPLITS
+from advaug.data.workers import make_loader
+from advaug.errors import DatasetError
 from advaug.rules import check_batch_fraction, check_folds, check_num_classes
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         # serve whole batches from tensors kept on the training device (small sets, one device)
         self.on_device = bool(on_device)
-        self._on_device_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._device_splits = DeviceSplits()
         self.split = dict(split or {"train": 0.7, "val": 0.15, "test": 0.15})
         self.split_seed, self.splits_file = int(split_seed), splits_file
         check_folds(folds, fold)
@@ -105,6 +103,8 @@ class SegmentationDataModule(L.LightningDataModule):
         # 16-bit / float greyscale mapped from this (lo, hi) window; None: each image its min..max
         self.intensity_range = check_intensity_range(intensity_range)
         self.generator, self.name, self.prepare_hint = generator, name, prepare_hint
+        self.plan = SplitPlan(self.split, self.split_seed, splits_file, folds, fold, groups_file)
+        self.decoding = Decoding(self.image_size, self.num_classes, self.mask_threshold, self.intensity_range)
         self.data: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.ids: dict[str, list[str]] = {}
         self.pool = SamplePool(self._placement)
@@ -121,25 +121,9 @@ class SegmentationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if "train" in self.data:
             return
-        pairs = find_pairs(self.root)
-        by_id = {p.id: p for p in pairs}
-        group_of = read_groups(self.root, list(by_id), self.groups_file)
-        if self.folds is not None:  # the folds cover every image: no splits.json
-            ids = fold_split(group_of, self.folds, self.fold, self.split, self.split_seed)
-        else:
-            ids = resolve_splits(self.root, list(by_id), self.split, self.split_seed, self.splits_file, group_of)
-        # all splits into locals first: a split failing to load must not leave self.data half
-        # filled, or a retried setup() would return early without it
-        data = {
-            name: load_pairs(
-                [by_id[i] for i in ids[name]],
-                self.image_size,
-                self.num_classes,
-                self.mask_threshold,
-                self.intensity_range,
-            )
-            for name in SPLITS
-        }
+        # all splits at once: a split failing to load leaves self.data empty, or a retried
+        # setup() would return early without it
+        ids, data = load_splits(self.root, self.plan, self.decoding)
         self.ids.update(ids)
         self.data.update(data)
         log.info(
@@ -154,12 +138,8 @@ class SegmentationDataModule(L.LightningDataModule):
         """Read every pair of the folder, whatever its split, as the split ``all`` (scoring a whole
         external dataset: ``all_dataloader``); returns the ids."""
         if "all" not in self.data:
-            pairs = find_pairs(self.root)
-            self.data["all"] = load_pairs(
-                pairs, self.image_size, self.num_classes, self.mask_threshold, self.intensity_range
-            )
-            self.ids["all"] = [p.id for p in pairs]
-            log.info("dataset %s at %s: all=%d", self.name, self.root, len(pairs))
+            self.ids["all"], self.data["all"] = load_every_pair(self.root, self.decoding)
+            log.info("dataset %s at %s: all=%d", self.name, self.root, len(self.ids["all"]))
         return self.ids["all"]
 
     # -- extra samples ---------------------------------------------------------------------
@@ -224,25 +204,8 @@ class SegmentationDataModule(L.LightningDataModule):
         slots = self.pool.datasets()
         return ConcatDataset([clean, *slots]) if slots else clean
 
-    def _loader(
-        self,
-        dataset: Dataset,
-        shuffle: bool,
-        batch_size: int,
-        sampler: Sampler | None = None,
-        drop_last: bool = False,
-    ) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            multiprocessing_context=worker_context(self.num_workers),
-            pin_memory=self._pin(),
-            persistent_workers=False,
-            drop_last=drop_last,
-        )
+    def _loader(self, dataset: Dataset, batch_size: int, **order: Any) -> DataLoader:
+        return make_loader(dataset, batch_size, self.num_workers, self._pin(), **order)
 
     def _drop_single_last(self, num_samples: int) -> bool:
         trainer = getattr(self, "trainer", None)
@@ -259,61 +222,26 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _device_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A split as float images / uint8 masks on the training device, converted once."""
-        device = self._device()
-        cached = self._on_device_cache.get(split)
-        if cached is None or cached[0].device != device:
-            images, masks = self.data[split]
-            cached = (images.to(device).float().div_(255.0), masks.to(device))
-            self._on_device_cache[split] = cached
-        return cached
+        return self._device_splits.get(split, self.data[split], self._device())
 
     def _check_on_device(self) -> None:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            raise ConfigError(
-                "dataset.on_device=true serves batches on one device; under DDP every rank needs "
-                "its own shard: set dataset.on_device=false."
-            )
-        if self.online_transform() is not None:
-            raise ConfigError(
-                "dataset.on_device=true gathers whole batches on the device and cannot run an "
-                "on-the-fly transform (base=..., aug.transform): use base=none and aug.protocol=pool, "
-                "or dataset.on_device=false."
-            )
+        check_on_device(self._rank_and_world()[1], self.online_transform() is not None)
 
     def train_dataloader(self) -> DataLoader | DeviceBatches:
-        if self.pool.left_out_names:
-            raise ConfigError(
-                f"the checkpoint left the pool slot(s) {', '.join(self.pool.left_out_names)} out for their "
-                "augmentation callback to remake, but no callback did: resume with the same aug config as "
-                "the interrupted run."
-            )
+        self.pool.check_remade()
         if not self.on_device:
             dataset = self.train_dataset()
             if self.batch_fraction is not None:
                 rank, world = self._rank_and_world()
                 sampler = MixedBatchSampler(dataset, self._mixed_order(len(dataset)), rank, world)
-                return self._loader(dataset, False, self.batch_size, sampler)
-            return self._loader(
-                dataset, True, self.batch_size, drop_last=self._drop_single_last(len(dataset))
-            )
+                return self._loader(dataset, self.batch_size, sampler=sampler)
+            return self._loader(dataset, self.batch_size, shuffle=True, drop_last=self._drop_single_last(len(dataset)))
         self._check_on_device()
-        images, masks = self._device_split("train")
-        device = images.device
-        images, masks = [images], [masks]
-        index = [torch.arange(len(images[0]), device=device)]
-        source = [torch.zeros_like(index[0])]
-        for slot in self.pool.datasets():  # the slots change per epoch: joined here, on the device
-            images.append(as_float_images(slot.images.to(device)))
-            masks.append(slot.masks.to(device).to(masks[0].dtype))
-            index.append(-1 - slot.offset - torch.arange(len(slot), device=device))
-            source.append(torch.full((len(slot),), slot.source, device=device))
-        images, masks, index, source = (torch.cat(t) for t in (images, masks, index, source))
+        clean, slots = self._device_split("train"), self.pool.datasets()
+        size = train_size(clean, slots)
         if self.batch_fraction is not None:
-            order = torch.tensor(self._mixed_order(len(images)), dtype=torch.long, device=device)
-            return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=False, order=order)
-        drop_last = self._drop_single_last(len(images))
-        return DeviceBatches(images, masks, index, source, self.batch_size, shuffle=True, drop_last=drop_last)
+            return train_batches(clean, slots, self.batch_size, order=self._mixed_order(size))
+        return train_batches(clean, slots, self.batch_size, drop_last=self._drop_single_last(size))
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -330,21 +258,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader | DeviceBatches:
         if self.on_device:
             self._check_on_device()
-            images, masks = self._device_split(split)
-            index = torch.arange(len(images), device=images.device)
-            source = torch.zeros_like(index)
-            return DeviceBatches(images, masks, index, source, self.eval_batch_size, shuffle=False)
+            return eval_batches(self._device_split(split), self.eval_batch_size)
         dataset = CleanPairs(*self.data[split])
-        trainer = self.trainer
-        sampler = None
-        if trainer is not None and trainer.world_size > 1:
-            check_eval_shards(split, len(dataset), trainer.world_size)
-            # DDP: every sample exactly once over all ranks (Lightning's default sampler would pad
-            # uneven shards with repeats and bias the dataset-level metrics)
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-        return self._loader(dataset, False, self.eval_batch_size, sampler)
+        rank, world = self._rank_and_world()
+        return self._loader(dataset, self.eval_batch_size, sampler=eval_sampler(split, dataset, rank, world))
 
     def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._eval_loader("val")

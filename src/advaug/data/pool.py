@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from advaug.data.datasets import as_float_images
+from advaug.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,15 @@ class SamplePool:
     @property
     def left_out_names(self) -> list[str]:
         return [name for name, slot in self._slots.items() if slot.left_out]
+
+    def check_remade(self) -> None:
+        """Before serving: every slot a checkpoint left out has been remade by its producer."""
+        if self.left_out_names:
+            raise ConfigError(
+                f"the checkpoint left the pool slot(s) {', '.join(self.left_out_names)} out for their "
+                "augmentation callback to remake, but no callback did: resume with the same aug config as "
+                "the interrupted run."
+            )
 
     # -- serving -------------------------------------------------------------------------------
     def datasets(self) -> list[SlotSamples]:

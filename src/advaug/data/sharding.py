@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 
+from torch.utils.data import Dataset, Sampler
+
 from advaug.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,3 +42,15 @@ def drops_single_last(num_samples: int, batch_size: int, world_size: int) -> boo
             batch_size,
         )
     return drop
+
+
+def eval_sampler(split: str, dataset: Dataset, rank: int, world_size: int) -> Sampler | None:
+    """Under DDP every sample of an evaluation split exactly once over all ranks (Lightning's
+    default sampler would pad uneven shards with repeats and bias the dataset-level metrics);
+    None on one process."""
+    if world_size <= 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    check_eval_shards(split, len(dataset), world_size)
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)

@@ -2,7 +2,8 @@
 
 Clean and adversarial images have different feature statistics: one BatchNorm normalising both
 mixes two distributions. :func:`add_twin_norms` gives every ``nn.BatchNorm2d`` of a net a twin
-for the adversarial samples; :func:`routed` says, for one forward, which samples those are.
+for the adversarial samples; :func:`routed` says, for one forward, which samples those are
+(the per-forward bookkeeping: :mod:`advaug.models.twin_routing`).
 Outside :func:`routed` every layer is exactly a plain BatchNorm2d (validation, test, attacks and
 export all use the main statistics), and :func:`main_only` gives the plain net back.
 """
@@ -13,7 +14,6 @@ import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import chain
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,55 +21,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from advaug.errors import ConfigError
+from advaug.models.twin_routing import AuxRoute, make_split, sorted_rows
 from advaug.rules import check_aux_norm
 
 KEY = "model.aux_norm"
-
-
-class Split(NamedTuple):
-    """One forward's routing, worked out once for all layers: ``kind`` is ``main`` (no adversarial
-    sample), ``aux`` (only adversarial ones) or ``mixed``, where the twin layers see the clean rows
-    first: the first ``n_main`` rows are the main layer's, the rest the twin's (views, no copy).
-    ``perm`` sorts a batch that is not already clean rows first, ``inverse`` puts it back; both
-    None when no sorting is needed."""
-
-    kind: str
-    size: int
-    n_main: int
-    perm: Tensor | None
-    inverse: Tensor | None
-
-
-def make_split(aux_mask: Tensor, device: torch.device | str | None = None) -> Split:
-    """The :class:`Split` of a bool mask of shape (N,): one host read of the mask per forward,
-    not one per layer."""
-    if aux_mask.dim() != 1 or aux_mask.dtype != torch.bool:
-        raise ValueError(
-            f"aux_mask must be a bool tensor of shape (N,), got {aux_mask.dtype} {tuple(aux_mask.shape)}"
-        )
-    flags = aux_mask.detach().cpu()
-    size, n_aux = flags.numel(), int(flags.sum())
-    n_main = size - n_aux
-    if n_aux == 0 or n_main == 0:
-        return Split("main" if n_aux == 0 else "aux", size, n_main, None, None)
-    if bool(flags[n_main:].all()):  # clean rows first: the parts are views, no gather
-        return Split("mixed", size, n_main, None, None)
-    order = torch.cat([(~flags).nonzero().squeeze(1), flags.nonzero().squeeze(1)])
-    device = aux_mask.device if device is None else device
-    return Split("mixed", size, n_main, order.to(device), torch.argsort(order).to(device))
-
-
-class AuxRoute:
-    """The routing of the current forward, one object referenced by every twin layer of a net (set
-    by :func:`routed`): the layers share it without global state, and a deep copy of the net
-    shares its own copy. ``sorted``: the net's forward has sorted a mixed batch clean-first (a
-    twin layer reached some other way would see the rows unsorted)."""
-
-    __slots__ = ("split", "sorted")
-
-    def __init__(self) -> None:
-        self.split: Split | None = None
-        self.sorted = False
 
 
 def _batch_norm(stats: _BatchNorm, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -269,54 +224,6 @@ def twin_layers(net: nn.Module) -> list[TwinBatchNorm2d]:
     return [m for m in net.modules() if isinstance(m, TwinBatchNorm2d)]
 
 
-def _rows(value: object, index: Tensor, size: int) -> object:
-    """``value`` with the rows of every batch tensor in it (first dimension ``size``; in tuples,
-    lists and dicts too) taken in ``index`` order. Indexing keeps channels_last."""
-    if isinstance(value, Tensor):
-        return value[index] if value.dim() > 0 and value.shape[0] == size else value
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-        return type(value)(*(_rows(v, index, size) for v in value))
-    if isinstance(value, (tuple, list)):
-        return type(value)(_rows(v, index, size) for v in value)
-    if isinstance(value, dict):
-        return {k: _rows(v, index, size) for k, v in value.items()}
-    return value
-
-
-@contextmanager
-def _sorted_rows(net: nn.Module, split: Split, routes: list[AuxRoute]) -> Iterator[None]:
-    """While active, ``net``'s forward sorts its input rows clean first and its output rows back.
-    Correct because every layer of a CNN treats the rows of a batch alike (a batch statistic does
-    not depend on their order), and much cheaper than a gather and a scatter in every twin layer."""
-    if split.perm is None:
-        yield
-        return
-    perm, inverse, size = split.perm, split.inverse, split.size
-
-    def mark(value: bool) -> None:
-        for route in routes:
-            route.sorted = value
-
-    def sort_input(_module: nn.Module, args: tuple, kwargs: dict) -> tuple[object, object]:
-        mark(True)
-        return _rows(args, perm, size), _rows(kwargs, perm, size)
-
-    def unsort_output(_module: nn.Module, _args: tuple, out: object) -> object:
-        mark(False)
-        return _rows(out, inverse, size)
-
-    handles = [
-        net.register_forward_pre_hook(sort_input, with_kwargs=True),
-        net.register_forward_hook(unsort_output),
-    ]
-    try:
-        yield
-    finally:
-        mark(False)
-        for handle in handles:
-            handle.remove()
-
-
 @contextmanager
 def routed(net: nn.Module, aux_mask: Tensor | None) -> Iterator[nn.Module]:
     """For the forwards of ``net`` inside: rows of the batch where ``aux_mask`` (bool, shape (N,))
@@ -337,7 +244,7 @@ def routed(net: nn.Module, aux_mask: Tensor | None) -> Iterator[nn.Module]:
         if split is None:
             yield net
         else:
-            with _sorted_rows(net, split, routes):
+            with sorted_rows(net, split, routes):
                 yield net
     finally:
         for route, old in zip(routes, before, strict=True):

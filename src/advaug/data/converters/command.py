@@ -11,6 +11,7 @@ with the same settings does nothing; other settings need --force.
 import argparse
 import sys
 from pathlib import Path
+
 from advaug.data.converters import NAMES, prepare
 from advaug.errors import AdvaugError
 from advaug.utils.config import project_root
