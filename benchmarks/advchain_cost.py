@@ -11,15 +11,16 @@ ratios to FGSM of the medians and of the bests (the best is the steadier under b
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import torch
 from common import (  # first: puts this checkout's src/ on sys.path
-    default_device,
+    apply_threads,
     device_name,
     make_net,
-    timed,
+    ratio_table,
+    time_cases,
+    timing_parser,
 )
 
 from advaug.advchain import ChainBudgets, ChainConsistency, ChainObjective, optimise_chain
@@ -27,20 +28,12 @@ from advaug.attacks import perturb
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=default_device())
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=64, help="image height = width")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--encoder", default="resnet18")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    return p.parse_args(argv)
+    return timing_parser(__doc__, batch=8, repeats=5).parse_args(argv)
 
 
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     net = make_net("unet", args.encoder).to(args.device).eval()
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(args.device)
@@ -55,7 +48,9 @@ def main(argv=None) -> dict[str, float]:
 
     def chain(budgets: ChainBudgets, obj: ChainObjective) -> Callable[[], None]:
         # measure=False: what the pool producer needs beyond this is one forward for its log
-        return lambda: optimise_chain(net, x, budgets, obj, generator=torch.Generator().manual_seed(1), measure=False)
+        return lambda: optimise_chain(
+            net, x, budgets, obj, generator=torch.Generator().manual_seed(1), measure=False
+        )
 
     term = ChainConsistency(ChainBudgets(), objective)
 
@@ -70,30 +65,12 @@ def main(argv=None) -> dict[str, float]:
     cases = {"fgsm": lambda: perturb(net, x, y, 0.03, "fgsm")}
     cases.update({name: chain(*c) for name, c in chains.items()})
     cases["consistency term"] = consistency
-    for run in cases.values():  # warm-up
-        run()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for i in range(args.repeats):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            times[name].append(timed(cases[name], args.device))
-    medians = {n: statistics.median(t) for n, t in times.items()}
-    bests = {n: min(t) for n, t in times.items()}
+    times = time_cases(cases, args.device, args.repeats)
     print(
         f"device: {device_name(args.device)}; UNet/{args.encoder}; batch {args.batch} at {args.size}x{args.size}; "
         f"{args.repeats} repeats"
     )
-    print(f"{'case':>18} | {'ms / image':>10} | {'best':>8} | ratio to fgsm: median, best")
-    result: dict[str, float] = {}
-    for name in cases:
-        per, best = medians[name] / args.batch * 1e3, bests[name] / args.batch * 1e3
-        ratio, best_ratio = medians[name] / medians["fgsm"], bests[name] / bests["fgsm"]
-        print(f"{name:>18} | {per:10.2f} | {best:8.2f} | {ratio:.2f}, {best_ratio:.2f}")
-        key = name.replace(" ", "_")
-        result[f"{key}_ms_per_image"] = per
-        if name != "fgsm":
-            result[f"{key}_ratio"], result[f"{key}_best_ratio"] = ratio, best_ratio
-    return result
+    return ratio_table(times, "fgsm", per=args.batch, unit="ms_per_image")
 
 
 if __name__ == "__main__":

@@ -15,31 +15,31 @@ import statistics
 
 import segmentation_models_pytorch as smp
 import torch
-from common import default_device, device_name, timed  # first: puts this checkout's src/ on sys.path
+from common import (  # first: puts this checkout's src/ on sys.path
+    apply_threads,
+    device_name,
+    timed,
+    timing_parser,
+)
 
 from advaug import attacks
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=default_device())
-    p.add_argument("--batch", type=int, default=8, help="images per torchattacks call (and ours by default)")
+    p = timing_parser(
+        __doc__, batch=8, repeats=5, batch_help="images per torchattacks call (and ours by default)"
+    )
     p.add_argument("--attack-batch", type=int, default=None, help="images per call of ours (default --batch)")
-    p.add_argument("--size", type=int, default=64, help="image height = width")
-    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--arch", default="Unet")
-    p.add_argument("--encoder", default="resnet18")
     p.add_argument("--eps", type=float, default=0.1)
     p.add_argument("--bf16", action="store_true", help="ours in bf16 autocast (GPU)")
     p.add_argument("--channels-last", action="store_true", help="ours with a channels_last model and input")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     import torchattacks
 
     torch.manual_seed(0)

@@ -7,8 +7,10 @@ to it, not an installed copy.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
+import statistics
 import sys
 import time
 import warnings
@@ -50,6 +52,62 @@ def device_name(device: str | torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def timing_parser(
+    doc: str | None, batch: int, repeats: int, batch_help: str | None = None
+) -> argparse.ArgumentParser:
+    """The options of every side-by-side timing script: device, batch, size, repeats, encoder,
+    CPU threads (:func:`apply_threads`); each script adds its own."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=default_device())
+    p.add_argument("--batch", type=int, default=batch, help=batch_help)
+    p.add_argument("--size", type=int, default=64, help="image height = width")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return p
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def time_cases(cases: dict[str, Callable[[], object]], device: str, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each case per repeat, after one warm-up call each (cuDNN autotune, allocator):
+    interleaved so background load hits every case alike, and the order rotated each repeat so
+    that no case always runs after the same one."""
+    for run in cases.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for i in range(repeats):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            times[name].append(timed(cases[name], device))
+    return times
+
+
+def ratio_table(
+    times: dict[str, list[float]], reference: str, per: int = 1, unit: str = "ms"
+) -> dict[str, float]:
+    """Prints ms (per ``per`` items) of each case, median and best, and the ratios to
+    ``reference`` of the medians and of the bests (the best is the steadier under background
+    load); returns them as ``<case>_<unit>``, ``<case>_ratio``, ``<case>_best_ratio``."""
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    bests = {name: min(t) for name, t in times.items()}
+    shown = unit.replace("_", " ")
+    print(f"{'case':>18} | {shown:>12} | {'best':>8} | ratio to {reference}: median, best")
+    result: dict[str, float] = {}
+    for name in times:
+        ms, best_ms = medians[name] / per * 1e3, bests[name] / per * 1e3
+        ratio, best_ratio = medians[name] / medians[reference], bests[name] / bests[reference]
+        print(f"{name:>18} | {ms:12.2f} | {best_ms:8.2f} | {ratio:.3f}, {best_ratio:.3f}")
+        key = name.replace(", ", "_").replace(" ", "_")
+        result[f"{key}_{unit}"] = ms
+        if name != reference:
+            result[f"{key}_ratio"], result[f"{key}_best_ratio"] = ratio, best_ratio
+    return result
 
 
 # -- data, network, Trainer -----------------------------------------------------------------------

@@ -15,32 +15,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import statistics
 from collections.abc import Callable
 
 import torch
-from common import default_device, device_name, timed  # first: puts this checkout's src/ on sys.path
+from common import (  # first: puts this checkout's src/ on sys.path
+    apply_threads,
+    device_name,
+    ratio_table,
+    time_cases,
+    timing_parser,
+)
 
 from advaug.models.twin_norm import add_twin_norms, routed
 from advaug.rules import AUX_NORMS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=default_device())
-    p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--size", type=int, default=64, help="image height = width")
+    p = timing_parser(__doc__, batch=10, repeats=7)
     p.add_argument(
         "--adversarial", type=float, default=0.2, help="share of adversarial rows in the mixed batch"
     )
     p.add_argument("--modes", default="stats,affine", help="comma-separated twin modes to time")
-    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--arch", default="Unet")
-    p.add_argument("--encoder", default="resnet18")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true", help="channels_last nets and input")
     p.add_argument("--backward", action="store_true", help="time forward + backward")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.modes or any(m not in AUX_NORMS[1:] for m in args.modes):
@@ -53,8 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     import segmentation_models_pytorch as smp
 
     torch.manual_seed(0)
@@ -84,15 +82,7 @@ def main(argv=None) -> dict[str, float]:
     for mode, net in nets.items():
         cases[f"{mode}, all clean"] = step(net, clean)
         cases[f"{mode}, mixed"] = step(net, mixed)
-    for run in cases.values():  # warm-up (cuDNN autotune, allocator)
-        run()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for i in range(args.repeats):  # interleaved so background load hits every case alike, and rotated:
-        for name in names[i % len(names) :] + names[: i % len(names)]:  # no case always runs after plain
-            times[name].append(timed(cases[name], args.device))
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    bests = {name: min(t) for name, t in times.items()}
+    times = time_cases(cases, args.device, args.repeats)
     what = "forward + backward" if args.backward else "forward"
     options = "".join([", bf16"] * args.bf16 + [", channels_last"] * args.channels_last)
     print(
@@ -100,17 +90,7 @@ def main(argv=None) -> dict[str, float]:
         f"{args.size}x{args.size}{options}; train-mode {what}; mixed = {n_adv} adversarial rows at random "
         f"places; {args.repeats} repeats"
     )
-    print(f"{'case':>18} | {'median ms':>9} | {'best ms':>8} | ratio to plain: median, best")
-    result: dict[str, float] = {}
-    for name in cases:
-        ratio, best_ratio = medians[name] / medians["plain"], bests[name] / bests["plain"]
-        ms, best_ms = medians[name] * 1e3, bests[name] * 1e3
-        print(f"{name:>18} | {ms:9.1f} | {best_ms:8.1f} | {ratio:.3f}, {best_ratio:.3f}")
-        key = name.replace(", ", "_").replace(" ", "_")
-        result[f"{key}_ms"] = ms
-        if name != "plain":
-            result[f"{key}_ratio"], result[f"{key}_best_ratio"] = ratio, best_ratio
-    return result
+    return ratio_table(times, "plain")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,13 @@ EPS_SAMPLING = ("fixed", "uniform")
 AUX_NORMS = ("none", "stats", "affine")
 
 
+def one_of(value: object, choices: tuple, key: str, hint: str) -> object:
+    """``value`` if it is one of ``choices``; else one error: ``key=value: hint``."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}: {hint}")
+    return value
+
+
 def check_attack(method: str, key: str = "method") -> str:
     """``method`` is one of :data:`ATTACKS`; returned as it is spelled there."""
     if method not in ATTACKS:
@@ -66,11 +73,7 @@ def check_steps(steps: int, key: str = "steps") -> int:
 
 def check_precision(precision: str, key: str = "precision") -> str:
     """The precision of an attack's forward/backward: one of :data:`ATTACK_PRECISIONS`."""
-    if precision not in ATTACK_PRECISIONS:
-        raise ConfigError(
-            f"{key}={precision!r}: choose 'fp32' or 'bf16' (fp16 flushes small input gradients to 0)."
-        )
-    return precision
+    return one_of(precision, ATTACK_PRECISIONS, key, "choose 'fp32' or 'bf16' (fp16 flushes small input gradients to 0).")
 
 
 def check_labels(labels: str | bool, key: str = "labels") -> str:
@@ -84,9 +87,7 @@ def check_labels(labels: str | bool, key: str = "labels") -> str:
 
 def check_eps_sampling(sampling: str, key: str = "eps_sampling") -> str:
     """``fixed`` (eps for every sample) or ``uniform`` (sigma ~ U(0, eps])."""
-    if sampling not in EPS_SAMPLING:
-        raise ConfigError(f"{key}={sampling!r}: choose 'fixed' or 'uniform'.")
-    return sampling
+    return one_of(sampling, EPS_SAMPLING, key, "choose 'fixed' or 'uniform'.")
 
 
 def check_batch_fraction(fraction: float | None, batch_size: int, key: str = "aug.batch_fraction") -> None:
@@ -113,13 +114,13 @@ def check_fraction(fraction: float, key: str = "aug.fraction") -> float:
 
 def check_aux_norm(value: str, key: str = "model.aux_norm") -> str:
     """One of :data:`AUX_NORMS`: what the adversarial samples' twin BatchNorm layers own."""
-    if value not in AUX_NORMS:
-        raise ConfigError(
-            f"{key}={value!r}: choose one of {', '.join(AUX_NORMS)} (none: one BatchNorm for all samples; "
-            "stats: adversarial samples get their own BatchNorm statistics; affine: their own statistics "
-            "and affine weight and bias)."
-        )
-    return value
+    return one_of(
+        value,
+        AUX_NORMS,
+        key,
+        f"choose one of {', '.join(AUX_NORMS)} (none: one BatchNorm for all samples; stats: adversarial "
+        "samples get their own BatchNorm statistics; affine: their own statistics and affine weight and bias).",
+    )
 
 
 # AdvChain (advaug/advchain/): the transforms of the chain in their fixed order, the divergences
@@ -140,18 +141,12 @@ def check_budget(value: float, key: str, what: str = "the transform") -> float:
 
 def check_divergence(value: str, key: str = "aug.divergence") -> str:
     """One of :data:`DIVERGENCES`, the distance between the clean and the transformed prediction."""
-    if value not in DIVERGENCES:
-        raise ConfigError(
-            f"{key}={value!r}: choose 'kl' (KL divergence of the probabilities) or 'mse' (squared difference)."
-        )
-    return value
+    return one_of(value, DIVERGENCES, key, "choose 'kl' (KL divergence of the probabilities) or 'mse' (squared difference).")
 
 
 def check_noise_norm(value: str, key: str = "aug.noise.norm") -> str:
     """The norm the additive noise's budget is measured in: one of :data:`NOISE_NORMS`."""
-    if value not in NOISE_NORMS:
-        raise ConfigError(f"{key}={value!r}: choose 'l2' (per image) or 'linf' (per pixel).")
-    return value
+    return one_of(value, NOISE_NORMS, key, "choose 'l2' (per image) or 'linf' (per pixel).")
 
 
 def check_chain_transforms(names, key: str = "aug.transforms") -> tuple[str, ...]:

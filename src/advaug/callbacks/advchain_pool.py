@@ -23,12 +23,11 @@ from torch import Tensor
 
 from advaug.advchain import ChainBudgets, ChainObjective, optimise_chain
 from advaug.callbacks.adversarial_base import (
-    check_two_class_output,
     choose_indices,
     gather_rows,
     generator_for,
 )
-from advaug.callbacks.pool import PoolCallback, pool_of
+from advaug.callbacks.weights_pool import WeightsPool
 from advaug.figures import image_grid
 from advaug.rules import check_count, check_fraction
 
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 FIGURE_COLUMNS = ("clean", "transformed", "mask", "warped mask")
 
 
-class AdvChainPool(PoolCallback):
+class AdvChainPool(WeightsPool):
     """Adds adversarially transformed copies of ``fraction`` of the training set to the train set.
 
     Args:
@@ -81,20 +80,6 @@ class AdvChainPool(PoolCallback):
     def rebuildable(self) -> bool:
         """Seeded starts: the pool is a function of the weights and the seed (in eval mode)."""
         return self.use_eval_mode
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            pool_of(trainer).mark_adversarial(self.source)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        images, _ = trainer.datamodule.train_images(torch.arange(1))
-        check_two_class_output(pl_module, images)  # one channel: a softmax that never changes
-        super().on_fit_start(trainer, pl_module)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        pool_of(trainer).weights_changed(self.source)  # a checkpoint from here on must carry the slot
 
     def make_pool(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> tuple[Tensor, Tensor]:
         dm = trainer.datamodule

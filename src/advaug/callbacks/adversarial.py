@@ -25,18 +25,17 @@ from torch import Tensor
 from advaug.attacks import perturb, predicted_labels, sample_eps
 from advaug.callbacks.adversarial_base import (
     AdversarialProducer,
-    check_two_class_output,
     choose_indices,
     gather_rows,
     generator_for,
 )
-from advaug.callbacks.pool import PoolCallback, pool_of
-from advaug.errors import ConfigError
-from advaug.rules import SINGLE_STEP, check_precision, check_steps
+from advaug.callbacks.pool import PoolCallback
+from advaug.callbacks.weights_pool import WeightsPool
+from advaug.rules import SINGLE_STEP, check_count, check_precision, check_steps
 from advaug.utils.progress import progress
 
 
-class RegenerateAdversarial(AdversarialProducer, PoolCallback):
+class RegenerateAdversarial(AdversarialProducer, WeightsPool):
     """Adds adversarial (``fgsm``, ``pgd``) or helpful (``invfgsm``, ``invpgd``) copies of the
     training images, made from the current model, to the train set.
 
@@ -67,8 +66,7 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
     ) -> None:
         PoolCallback.__init__(self, every_n_epochs, start_epoch, source)
         self._init_settings(method, **settings)
-        if int(attack_batch_size) < 1:
-            raise ConfigError(f"aug.attack_batch_size={attack_batch_size}: must be at least 1.")
+        check_count(attack_batch_size, "aug.attack_batch_size", 1)
         check_precision(precision, "aug.precision")
         if self.method not in SINGLE_STEP:
             check_steps(steps, "aug.steps")
@@ -83,20 +81,9 @@ class RegenerateAdversarial(AdversarialProducer, PoolCallback):
         random start draws from the global generator, whose state a rebuild cannot replay)."""
         return self.use_eval_mode and not self.random_start
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if stage == "fit":
-            pool_of(trainer).mark_adversarial(self.source)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def check_model(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.check_sync_batchnorm(trainer, pl_module)  # Lightning converts BatchNorm before this hook
-        images, _ = trainer.datamodule.train_images(torch.arange(1))
-        check_two_class_output(pl_module, images)
-        super().on_fit_start(trainer, pl_module)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_start(trainer, pl_module)
-        pool_of(trainer).weights_changed(self.source)  # a checkpoint from here on must carry the slot
+        super().check_model(trainer, pl_module)
 
     def make_pool(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> tuple[Tensor, Tensor]:
         """Attack this rank's shard of the chosen samples with the current weights and gather."""
