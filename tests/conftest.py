@@ -24,6 +24,20 @@ register_resolvers()
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
+CVC = SHARED / "cvc-clinicdb"
+
+
+def link_cvc_frames(root: Path, frames: list[str]) -> Path:
+    """A CVC-ClinicDB subset at ``root``: the frames' images and masks and the video groups,
+    symlinked (nothing copied from ../shared)."""
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+        for i in frames:
+            (root / sub / f"{i}.png").symlink_to(CVC / sub / f"{i}.png")
+    (root / "sequences.json").symlink_to(CVC / "sequences.json")
+    return root
+
+
 def compose_config(overrides: list[str], tmp_path: Path, config_name: str = "train") -> DictConfig:
     """Compose a config like ``python src/train.py <overrides>`` would, writing into tmp_path."""
     GlobalHydra.instance().clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CVC, link_cvc_frames
 from PIL import Image
 
 from advaug.data.converters import prepare
@@ -402,20 +403,12 @@ def test_polyp_refuses_to_publish_only_empty_masks(tmp_path):
     assert nothing_left(out)
 
 
-CVC_SHARED = ROOT.parent / "shared" / "datasets" / "cvc-clinicdb"
-
-
-@pytest.mark.skipif(not CVC_SHARED.is_dir(), reason="needs ../shared/datasets/cvc-clinicdb")
+@pytest.mark.skipif(not CVC.is_dir(), reason="needs ../shared/datasets/cvc-clinicdb")
 def test_polyp_keeps_cvc_clinicdb_videos_whole_with_its_sequences_json(tmp_path):
     # 4 frames from each of 4 real CVC-ClinicDB videos, symlinked, with the shared sequences.json
-    videos = json.loads((CVC_SHARED / "sequences.json").read_text())
+    videos = json.loads((CVC / "sequences.json").read_text())
     frames = [i for v in (1, 2, 3, 4) for i in sorted(k for k, g in videos.items() if g == v)[:4]]
-    src = tmp_path / "cvc"
-    for sub in ("images", "masks"):
-        (src / sub).mkdir(parents=True)
-        for i in frames:
-            (src / sub / f"{i}.png").symlink_to(CVC_SHARED / sub / f"{i}.png")
-    (src / "sequences.json").symlink_to(CVC_SHARED / "sequences.json")
+    src = link_cvc_frames(tmp_path / "cvc", frames)
     out = tmp_path / "out" / "polyp"
     record = prepare("polyp", src, out, size=16, split=(0.5, 0.25, 0.25), **QUIET)
     assert record["split_by"] == "video" and record["group_unit"] == "videos"
@@ -423,7 +416,9 @@ def test_polyp_keeps_cvc_clinicdb_videos_whole_with_its_sequences_json(tmp_path)
     splits = read_splits(out / "splits.json", frames)
     placed = {name: {videos[i] for i in ids} for name, ids in splits.items()}
     assert sorted(len(v) for v in placed.values()) == [1, 1, 2]  # whole videos: 2 / 1 / 1
-    assert not (placed["train"] & placed["val"] or placed["train"] & placed["test"] or placed["val"] & placed["test"])
+    assert not (
+        placed["train"] & placed["val"] or placed["train"] & placed["test"] or placed["val"] & placed["test"]
+    )
     assert json.loads((out / "dataset.json").read_text())["groups"] == record["groups"]
 
 

@@ -5,14 +5,13 @@ import csv
 import json
 
 import pytest
-from conftest import SHARED, compose_config
+from conftest import CVC, compose_config, link_cvc_frames
 
 from advaug.errors import ConfigError
 from advaug.evaluation.external import external_sets
 from advaug.metric_keys import PER_IMAGE_FIELDS
 from advaug.training import train
 
-CVC = SHARED / "cvc-clinicdb"
 needs_cvc = pytest.mark.skipif(not CVC.is_dir(), reason="needs ../shared/datasets/cvc-clinicdb")
 FRAMES = ["cvc_001", "cvc_002", "cvc_030", "cvc_200", "cvc_500", "cvc_612"]
 
@@ -20,25 +19,26 @@ FRAMES = ["cvc_001", "cvc_002", "cvc_030", "cvc_200", "cvc_500", "cvc_612"]
 @pytest.fixture
 def cvc_subset(tmp_path):
     """A handful of real CVC-ClinicDB frames, symlinked (nothing copied), with the video groups."""
-    root = tmp_path / "cvc"
-    for sub in ("images", "masks"):
-        (root / sub).mkdir(parents=True)
-        for i in FRAMES:
-            (root / sub / f"{i}.png").symlink_to(CVC / sub / f"{i}.png")
-    (root / "sequences.json").symlink_to(CVC / "sequences.json")
-    return root
+    return link_cvc_frames(tmp_path / "cvc", FRAMES)
 
 
 @needs_cvc
 def test_a_run_scores_its_best_checkpoint_on_an_external_dataset(tmp_path, tiny_overrides, cvc_subset):
     entry = f"eval_datasets=[{{dataset: cvc_clinicdb, root: {cvc_subset}}}]"
-    cfg = compose_config([*tiny_overrides, "trainer.max_epochs=1", "robustness.enabled=false", entry], tmp_path)
+    cfg = compose_config(
+        [*tiny_overrides, "trainer.max_epochs=1", "robustness.enabled=false", entry], tmp_path
+    )
     metrics = train(cfg)
     out = tmp_path / "run"
     written = json.loads((out / "metrics.json").read_text())
     ext = written["external"]["cvc_clinicdb"]
     assert ext == metrics["external"]["cvc_clinicdb"]
-    assert (ext["dataset"], ext["split"], ext["images"], ext["root"]) == ("cvc_clinicdb", "all", 6, str(cvc_subset))
+    assert (ext["dataset"], ext["split"], ext["images"], ext["root"]) == (
+        "cvc_clinicdb",
+        "all",
+        6,
+        str(cvc_subset),
+    )
     assert set(ext["test"]) >= {"test/miou", "test/iou_fg", "test/dice", "test/miou_img"}
     assert 0 <= ext["test"]["test/miou"] <= 1
     with open(out / "external" / "cvc_clinicdb" / "per_image.csv") as f:
@@ -51,7 +51,9 @@ def test_a_run_scores_its_best_checkpoint_on_an_external_dataset(tmp_path, tiny_
 
 
 @needs_cvc
-def test_an_external_set_can_get_the_robustness_grid_on_its_whole_folder(tmp_path, tiny_overrides, cvc_subset):
+def test_an_external_set_can_get_the_robustness_grid_on_its_whole_folder(
+    tmp_path, tiny_overrides, cvc_subset
+):
     entry = f"eval_datasets=[{{dataset: cvc_clinicdb, root: {cvc_subset}, robustness: true, name: cvc}}]"
     grid = ["robustness.enabled=false", "robustness.methods=[fgsm]", "robustness.eps=[0.01]",
             "robustness.labels=[pred]", "robustness.figure.num_images=0"]  # fmt: skip

@@ -37,8 +37,14 @@ class Net(torch.nn.Module):
 def fake_trainer(pool: SamplePool):
     datamodule = SimpleNamespace(pool=pool, train_images=lambda idx: (torch.rand(len(idx), 3, 4, 4), None))
     return SimpleNamespace(
-        datamodule=datamodule, reload_dataloaders_every_n_epochs=1, current_epoch=0, max_epochs=3,
-        max_steps=-1, global_step=0, num_training_batches=1, should_stop=False,
+        datamodule=datamodule,
+        reload_dataloaders_every_n_epochs=1,
+        current_epoch=0,
+        max_epochs=3,
+        max_steps=-1,
+        global_step=0,
+        num_training_batches=1,
+        should_stop=False,
     )
 
 
