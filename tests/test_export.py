@@ -48,6 +48,12 @@ def reference(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         return x.numpy(), run.model(x).numpy()
 
 
+def real_at(run_dir: Path, height: int, width: int) -> torch.Tensor:
+    """The real images at another size than the run's (the run's loader, then resized)."""
+    x = torch.stack([load_run(run_dir).preprocessing.load(p) for p in real_images()])
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
 def test_onnx_runtime_reproduces_the_logits(run_dir, tmp_path):
     record = export(run_dir, tmp_path, "onnx")
     path = tmp_path / "onnx" / record["model_file"]
@@ -61,6 +67,12 @@ def test_onnx_runtime_reproduces_the_logits(run_dir, tmp_path):
     np.testing.assert_allclose(got, logits, atol=ATOL, rtol=RTOL)
     (one,) = session.run(None, {"image": x[:1]})  # the batch size is free
     np.testing.assert_allclose(one, logits[:1], atol=ATOL, rtol=RTOL)
+    assert written["input"]["size_multiple"] == 32
+    wide = real_at(run_dir, 64, 96)  # and so are height and width, as multiples of 32
+    (got,) = session.run(None, {"image": wide.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, load_run(run_dir).model(wide).numpy(), atol=ATOL, rtol=RTOL)
+    assert got.shape == (len(wide), 2, 64, 96)
 
 
 def test_torchscript_reproduces_the_logits(run_dir, tmp_path):
@@ -69,6 +81,8 @@ def test_torchscript_reproduces_the_logits(run_dir, tmp_path):
     x, logits = reference(run_dir)
     with torch.no_grad():
         np.testing.assert_allclose(traced(torch.from_numpy(x)).numpy(), logits, atol=ATOL, rtol=RTOL)
+        wide = real_at(run_dir, 64, 96)  # the trace holds no fixed size either
+        np.testing.assert_allclose(traced(wide).numpy(), load_run(run_dir).model(wide).numpy(), atol=ATOL, rtol=RTOL)
 
 
 def test_twin_norm_exports_the_main_only_net(tmp_path):

@@ -2,7 +2,9 @@
 
 The exported graph is the plain network (twin BatchNorms of ``model.aux_norm`` turned into
 their main layers, :func:`advaug.models.twin_norm.main_only`) in eval mode: input float
-(N, 3, S, S) in [0, 1], output logits (N, C, S, S); the batch size is free, the size fixed.
+(N, 3, H, W) in [0, 1], output logits (N, C, H, W). The batch size is free, and so are H and W
+as multiples of the encoder's output stride (32 for smp's UNet): the run's own preprocessing
+resizes to S x S, a deployment may feed other sizes the network accepts.
 """
 
 from __future__ import annotations
@@ -32,18 +34,29 @@ def plain_net(run: RunModel) -> nn.Module:
     return main_only(run.model.net).eval().cpu()
 
 
+def size_multiple(net: nn.Module) -> int:
+    """What H and W must be divisible by: the smp encoder's output stride (1 for other networks)."""
+    encoder = getattr(net, "encoder", None)
+    return int(getattr(encoder, "output_stride", 1) or 1)
+
+
 def export_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """ONNX by ``torch.onnx.export``'s dynamo exporter (onnxscript), the batch dimension free."""
+    """ONNX by ``torch.onnx.export``'s dynamo exporter (onnxscript); batch, height and width free
+    (height and width as multiples of :func:`size_multiple`)."""
     import onnx  # noqa: F401  (the `export` extra: a clear ImportError before a long export)
 
+    stride = size_multiple(net)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    blocks = 4096 // stride  # up to 4096 px a side
+    height = stride * torch.export.Dim("h_blocks", min=1, max=blocks)
+    width = stride * torch.export.Dim("w_blocks", min=1, max=blocks)
     with atomic_path(path) as tmp:
         program = torch.onnx.export(
             net,
             (example,),
             input_names=["image"],
             output_names=["logits"],
-            dynamic_shapes=({0: batch},),
+            dynamic_shapes=({0: batch, 2: height, 3: width},),
             opset_version=OPSET,
             dynamo=True,
             verbose=False,
@@ -73,8 +86,10 @@ def export_model(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.get("output") or cfg.paths.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     size = run.preprocessing.image_size
-    example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     net = plain_net(run)
+    # a trace at one block a side (the bottleneck 1x1) would pin height and width to that size
+    side = max(size, 2 * size_multiple(net))
+    example = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(0))
     path = out / FORMATS[fmt]
     (export_onnx if fmt == "onnx" else export_torchscript)(net, example, path)
     record = {
@@ -85,6 +100,10 @@ def export_model(cfg: DictConfig) -> dict[str, Any]:
         **({"opset": OPSET, "input_name": "image", "output_name": "logits"} if fmt == "onnx" else {}),
         **run.preprocessing.describe(),
     }
+    record["input"]["size_multiple"] = size_multiple(net)
+    record["input"]["free_dims"] = (
+        f"batch; height and width any multiple of {size_multiple(net)} (trained at {size}x{size})"
+    )
     atomic_write_json(out / PREPROCESSING_FILE, record)
     log.info("exported %s to %s", fmt, path)
     print(f"exported {fmt}: {path} (+ {out / PREPROCESSING_FILE})")
