@@ -80,6 +80,10 @@ def test_wandb_run_stores_each_adversarial_figure_once(tmp_path, tiny_overrides,
     media = run_dir / "files" / "media" / "images"
     assert len(list((media / "adv").glob("samples_*.png"))) == 1  # one per pool, at its step
     assert not list(media.glob("figures/adv_epoch*.png"))  # not a second copy at the end
+    # and the pool's attacked samples as W&B images with the mask and the prediction as layers
+    shots = list((media / "adv").glob("overlays_*.png"))
+    assert 1 <= len(shots) <= 4  # aug.figure_samples (4), fewer distinct files where two are equal
+    assert list((media / "mask" / "adv").glob("overlays_*.mask.png"))
 
 
 def _wandb_logger(tmp_path, **kwargs):

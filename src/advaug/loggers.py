@@ -116,6 +116,39 @@ def wandb_overlay(
     return wandb.Image(pixels, masks=layers, caption=caption or None)
 
 
+def class_labels(num_classes: int) -> dict[int, str]:
+    """W&B's names of the mask layers' class ids."""
+    if num_classes == 2:
+        return {0: "background", 1: "foreground"}
+    return {0: "background", **{k: f"class_{k}" for k in range(1, num_classes)}}
+
+
+def log_overlays(
+    loggers: Sequence[Any],
+    key: str,
+    images: Tensor,
+    layers: dict[str, Tensor],
+    num_classes: int,
+    caption: str = "",
+    step: int | None = None,
+) -> None:
+    """Log ``images`` (N, 3, H, W) in [0, 1] to each W&B run under ``key``, each with its rows of
+    ``layers`` (name -> (N, H, W) class ids) as mask layers; ``step``: the trainer's global step."""
+    runs = wandb_loggers(loggers)
+    if not runs:
+        return
+    labels = class_labels(num_classes)
+    shots = [
+        wandb_overlay(images[i], {name: m[i] for name, m in layers.items()}, labels, f"{caption} {i}".strip())
+        for i in range(len(images))
+    ]
+    for logger in runs:
+        if step is None:
+            logger.experiment.log({key: shots})
+        else:
+            logger.log_metrics({key: shots}, step=step)
+
+
 def log_sample_overlays(
     loggers: Sequence[Any],
     images: Tensor,
@@ -128,22 +161,10 @@ def log_sample_overlays(
 ) -> None:
     """The Fig. 3-4 samples for W&B: ``samples/clean`` (each input with its mask and prediction as
     mask layers) and ``samples/adversarial`` (the attacked input, mask and prediction on it)."""
-    runs = wandb_loggers(loggers)
-    if not runs:
-        return
-    labels = {0: "background", **{k: f"class_{k}" for k in range(1, num_classes)}}
-    if num_classes == 2:
-        labels[1] = "foreground"
-    clean = [
-        wandb_overlay(images[i], {"ground_truth": masks[i], "prediction": preds[i]}, labels, f"sample {i}")
-        for i in range(len(images))
-    ]
-    attacked = [
-        wandb_overlay(adversarial[i], {"ground_truth": masks[i], "prediction": adv_preds[i]}, labels, adv_title)
-        for i in range(len(images))
-    ]
-    for logger in runs:
-        logger.experiment.log({"samples/clean": clean, "samples/adversarial": attacked})
+    log_overlays(loggers, "samples/clean", images, {"ground_truth": masks, "prediction": preds}, num_classes,
+                 "sample")  # fmt: skip
+    log_overlays(loggers, "samples/adversarial", adversarial, {"ground_truth": masks, "prediction": adv_preds},
+                 num_classes, adv_title)  # fmt: skip
 
 
 def log_robustness_table(loggers: Sequence[Any], rows: Sequence[dict[str, Any]]) -> None:

@@ -29,6 +29,7 @@ from advaug.callbacks.adversarial_base import (
 )
 from advaug.callbacks.weights_pool import WeightsPool
 from advaug.figures import image_grid
+from advaug.loggers import log_overlays
 from advaug.rules import check_count, check_fraction
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,9 @@ class AdvChainPool(WeightsPool):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="adv/samples", images=[str(path)], step=trainer.global_step)
+        _, transformed, _, warped = shown
+        log_overlays(trainer.loggers, "adv/overlays", transformed, {"warped_mask": warped},
+                     trainer.lightning_module.num_classes, f"advchain epoch {epoch}", trainer.global_step)  # fmt: skip
         return path
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from torch import Tensor
 from advaug.attacks import eval_mode
 from advaug.errors import ConfigError
 from advaug.figures import adversarial_grid
+from advaug.loggers import log_overlays
 from advaug.rules import (
     check_attack,
     check_eps,
@@ -185,4 +186,7 @@ class AdversarialProducer:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="adv/samples", images=[str(path)], step=trainer.global_step)
+        layers = {"ground_truth": masks[:k].cpu(), "prediction": preds}
+        log_overlays(trainer.loggers, "adv/overlays", adv[:k].cpu(), layers, pl_module.num_classes,
+                     f"{self.method} epoch {epoch}", trainer.global_step)  # fmt: skip
         return path

@@ -19,6 +19,7 @@ from advaug.errors import ConfigError
 from advaug.figures import pairs_grid
 from advaug.gan.module import Pix2PixGAN
 from advaug.gan.recipe import GanRecipe
+from advaug.loggers import log_overlays
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +113,5 @@ class GanPool(PoolCallback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="gan/samples", images=[str(path)], caption=["mask | generated"])
+        log_overlays(trainer.loggers, "gan/overlays", images[:k], {"conditioning_mask": masks[:k]},
+                     self.gan.num_classes, "generated")  # fmt: skip
