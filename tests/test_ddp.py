@@ -19,6 +19,10 @@ from test_train import run_script
 from advaug.errors import ConfigError
 from advaug.training import train
 
+# each of these runs two ranks: one xdist worker runs them in turn, so at most one DDP run
+# shares the 2 cores with the other worker
+pytestmark = pytest.mark.xdist_group("ddp")
+
 # -- DDP ---------------------------------------------------------------------------------------
 
 

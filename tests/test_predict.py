@@ -82,7 +82,10 @@ def test_masks_have_each_images_original_size(run_dir, tmp_path):
     w, h = sizes[first.stem]
     up = torch.nn.functional.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
     expected = up.argmax(1)[0].numpy().astype(np.uint8) * 255
-    assert np.array_equal(np.asarray(Image.open(out / "masks" / f"{first.stem}.png")), expected)
+    got = np.asarray(Image.open(out / "masks" / f"{first.stem}.png"))
+    # equal but where the two classes tie within float noise (batch of 2 there, of 1 here)
+    clear = (up[0, 1] - 0.5).abs().numpy() > 1e-4
+    assert np.array_equal(got[clear], expected[clear]) and clear.mean() > 0.99
     assert json.loads((out / "predict.json").read_text())["ckpt_path"] == str(run_dir / "checkpoints" / "best.ckpt")
     assert not list(out.glob(".predict-*"))  # the staging folder is gone
 
