@@ -68,11 +68,13 @@ def main() -> int:
     mode.add_argument("--save", type=Path, help="write <DIR>/<run>.json")
     mode.add_argument("--against", type=Path, help="compare with <DIR>/<run>.json")
     parser.add_argument("--only", nargs="*", choices=sorted(RUNS), help="a subset of the runs")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="added to every run, the same in both checkouts (a default that changed)")
     args = parser.parse_args()
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or RUNS:
-            history = record(name, RUNS[name], Path(tmp))
+            history = record(name, [*RUNS[name], *args.override], Path(tmp))
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
                 (args.save / f"{name}.json").write_text(json.dumps(history, indent=1, sort_keys=True))

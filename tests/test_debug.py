@@ -27,8 +27,8 @@ def test_debug_limit_composes_and_shrinks_every_aug(aug, tmp_path):
         assert cfg.aug.fraction == 0.1
     if aug == "gan":
         assert (cfg.aug.gan.steps, cfg.aug.num_samples) == (5, 16)
-    if aug in ("pgd", "invpgd"):  # their pools run 2 attack steps, not 10
-        assert cfg.aug.steps == 2 and cfg.aug.callbacks.adversarial.steps == 2
+    if aug in ("pgd", "invpgd"):  # their pools run 1 attack step, not 10
+        assert cfg.aug.steps == 1 and cfg.aug.callbacks.adversarial.steps == 1
     # outside debug=limit the same aug keeps its own sizes
     plain = compose_config([f"aug={aug}"], tmp_path / "plain")
     assert "debug_limits" not in plain and OmegaConf.select(plain, "aug.fraction") in (None, 1.0)
