@@ -127,8 +127,8 @@ def test_write_robustness_json_and_markdown(model_and_loader, tmp_path):
 
 
 # -- integration: the step at the end of train(cfg), and src/evaluate.py on its checkpoint ------------
-GRID = ["robustness.methods=[fgsm,pgd]", "robustness.eps=[0.1176]", "robustness.pgd_steps=2",
-        "robustness.figure.num_images=2"]  # fmt: skip
+GRID = ["robustness.methods=[fgsm,pgd]", "robustness.eps=[0.1176]", "robustness.labels=[true,pred]",
+        "robustness.pgd_steps=2", "robustness.figure.num_images=2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
