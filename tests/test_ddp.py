@@ -13,7 +13,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, compose_config, script_args, subprocess_env
+from conftest import FIVE_STAGES, ROOT, compose_config, script_args, subprocess_env
 from test_train import run_script
 
 from advaug.errors import ConfigError
@@ -48,7 +48,7 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, phantom_root):
     # 8 train / 3 val / 5 test: uneven shards, so exactly-once evaluation is exercised.
     # One process with batch 8 vs two with batch 4 each: the same global batch per step.
     split = "dataset.split={train: 0.5, val: 0.1875, test: 0.3125}"
-    common = ["dataset=folder", f"dataset.root={phantom_root}", split, "trainer.max_epochs=3"]
+    common = ["dataset=folder", f"dataset.root={phantom_root}", split, "trainer.max_epochs=3", *FIVE_STAGES]
     results = {}
     for name, extra in {
         "one": ["trainer=cpu", "batch_size=8"],
@@ -90,7 +90,7 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_and_records_interrupted(
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
     run = tmp_path / "run"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
-    args += ["trainer=ddp_cpu", "batch_size=2", "trainer.max_epochs=4", f"hydra.run.dir={run}"]
+    args += ["trainer=ddp_cpu", *FIVE_STAGES, "batch_size=2", "trainer.max_epochs=4", f"hydra.run.dir={run}"]
     args += [f"+callbacks.term._target_=fault_callbacks.{fault}"]
     args += ["+callbacks.term.batch=0"] if fault == "SigtermRank0BeforeZeroGrad" else []
     env = subprocess_env(tmp_path, fault_callbacks=True)
@@ -156,7 +156,7 @@ def test_ddp_adversarial_pool_is_gathered_from_both_ranks(tmp_path, phantom_root
     # 64 pixels: one adversarial row is normalised alone, which the 1x1 bottleneck of 32 cannot.
     split = "dataset.split={train: 0.5, val: 0.25, test: 0.25}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
-    args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=2", "aug=fgsm"]
+    args += ["trainer=ddp_cpu", *FIVE_STAGES, "batch_size=4", "trainer.max_epochs=2", "aug=fgsm"]
     args += ["base=flip", "model.aux_norm=affine", "dataset.image_size=64", "aug.batch_fraction=0.25"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -178,7 +178,7 @@ def test_ddp_rank_with_no_attacked_sample_joins_the_loss_reduction(tmp_path, pha
     free = "{_target_: advaug.callbacks.adversarial_augmentation, method: fgsm, mode: free, fraction: 0.125, "
     free += "eps: 0.1, source: free, figure_samples: 0}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
-    args += ["trainer=ddp_cpu", "batch_size=4", "trainer.max_epochs=3", "aug=fgsm", "aug.fraction=0.125"]
+    args += ["trainer=ddp_cpu", *FIVE_STAGES, "batch_size=4", "trainer.max_epochs=3", "aug=fgsm", "aug.fraction=0.125"]
     args += [f"+aug.callbacks.free={free}"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -195,7 +195,7 @@ def test_ddp_free_mode_pool_holds_each_sample_once(tmp_path, phantom_root):
     # that sample used to enter the pool twice (10 copies of 9 images)
     split = "dataset.split={train: 0.5625, val: 0.1875, test: 0.25}"
     args = [*script_args(tmp_path), "dataset=folder", f"dataset.root={phantom_root}", split]
-    args += ["trainer=ddp_cpu", "batch_size=5", "trainer.max_epochs=3", "aug=fgsm", "aug.mode=free"]
+    args += ["trainer=ddp_cpu", *FIVE_STAGES, "batch_size=5", "trainer.max_epochs=3", "aug=fgsm", "aug.mode=free"]
     proc = run_script([a for a in args if "generator" not in a], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sizes = re.findall(r"adversarial pool for epoch \d+: num_samples=(\d+)", proc.stdout + proc.stderr)

@@ -32,7 +32,8 @@ def real_images(n: int = 2) -> list[Path]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     # the default network (decoder_channels of conf/model/unet.yaml), at 32 px for speed
-    return tiny_run(tmp_path_factory.mktemp("export"), "model.net.decoder_channels=[256,128,64,32,16]")
+    return tiny_run(tmp_path_factory.mktemp("export"), "model.net.encoder_depth=5",
+                    "model.net.decoder_channels=[256,128,64,32,16]")
 
 
 def export(run_dir: Path, tmp_path: Path, fmt: str) -> dict:

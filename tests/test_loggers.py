@@ -199,7 +199,7 @@ def test_a_run_prints_its_config_tree(tmp_path, tiny_overrides, capsys):
     train(compose_config([*tiny_overrides, "trainer.max_epochs=1", "robustness.enabled=false", "test=false"],
                          tmp_path))  # fmt: skip
     printed = capsys.readouterr().out
-    assert printed.startswith("config\n") and "decoder_channels: [32, 16, 16, 8, 8]" in printed
+    assert printed.startswith("config\n") and "decoder_channels: [16, 8, 8]" in printed
     assert (tmp_path / "run" / "config_resolved.yaml").is_file()
 
 

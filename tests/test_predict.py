@@ -123,7 +123,7 @@ def test_an_unreadable_image_leaves_no_half_written_result(run_dir, tmp_path):
 def test_load_from_checkpoint_without_hydra_gives_identical_logits(run_dir):
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     loaded = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    assert loaded.hparams.net["decoder_channels"] == [32, 16, 16, 8, 8]  # the run's net, not smp's default
+    assert loaded.hparams.net["decoder_channels"] == [16, 8, 8]  # the run's net, not smp's default
     run = load_run(ckpt)
     x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import compose_config, run_entry_script
+from conftest import FIVE_STAGES, compose_config, run_entry_script
 
 from advaug.metric_keys import PER_IMAGE_FIELDS
 from advaug.run.sweep import objective
@@ -67,7 +67,7 @@ def test_keep_last_false_deletes_last_ckpt_once_the_run_completed(tmp_path, tiny
 
 def test_training_reduces_loss(tmp_path, tiny_overrides):
     cfg = compose_config(
-        [*tiny_overrides, "trainer.max_epochs=3", "dataset.generator.num_images=24", "test=false"], tmp_path
+        [*tiny_overrides, *FIVE_STAGES, "trainer.max_epochs=3", "dataset.generator.num_images=24", "test=false"], tmp_path
     )
     history = train(cfg)["history"]
     losses = [r["train/loss"] for r in history if "train/loss" in r]
